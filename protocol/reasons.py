@@ -1,0 +1,44 @@
+"""Check-in reason codes: denials are data, with display text in both languages."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Reason(StrEnum):
+    ADMITTED = "admitted"
+    MALFORMED = "malformed"
+    FORGED = "forged"
+    UNKNOWN = "unknown"
+    REVOKED = "revoked"
+    WRONG_PERFORMANCE = "wrong_performance"
+    WRONG_CHANNEL = "wrong_channel"
+    TOO_EARLY = "too_early"
+    TOO_LATE = "too_late"
+    ALREADY_USED = "already_used"
+
+    @property
+    def admitted(self) -> bool:
+        return self is Reason.ADMITTED
+
+    @property
+    def text_en(self) -> str:
+        return _TEXT[self][0]
+
+    @property
+    def text_zh(self) -> str:
+        return _TEXT[self][1]
+
+
+_TEXT: dict[Reason, tuple[str, str]] = {
+    Reason.ADMITTED: ("Welcome. Please pass.", "验票通过，请通行"),
+    Reason.MALFORMED: ("Code not readable. Please scan the ticket QR code again.", "无法识别，请重新扫描票面二维码"),
+    Reason.FORGED: ("Invalid ticket. Please go to the box office.", "无效票，请到售票处咨询"),
+    Reason.UNKNOWN: ("Ticket not found for this entrance. Please ask staff.", "本入口无此票，请咨询工作人员"),
+    Reason.REVOKED: ("Ticket refunded or cancelled. Please go to the box office.", "票已退或已作废，请到售票处咨询"),
+    Reason.WRONG_PERFORMANCE: ("Ticket is for another performance.", "非本场次门票"),
+    Reason.WRONG_CHANNEL: ("Please use the entrance for your ticket type.", "请走对应票类的检票通道"),
+    Reason.TOO_EARLY: ("Doors are not open yet. Please wait.", "尚未检票，请稍候"),
+    Reason.TOO_LATE: ("This performance has ended.", "本场演出已结束"),
+    Reason.ALREADY_USED: ("Ticket already used.", "此票已检"),
+}
