@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Install what this project needs on a fresh Debian/Ubuntu machine: system packages where missing,
+# a virtual environment in .venv, and the project with its development tools. Safe to re-run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
+command -v mosquitto_passwd >/dev/null 2>&1 || need+=(mosquitto-clients)
+command -v socat >/dev/null 2>&1 || need+=(socat)
+python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
+if [ ${#need[@]} -gt 0 ]; then
+    echo "setup: installing system packages: ${need[*]}"
+    SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+    $SUDO apt-get update -q
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q "${need[@]}"
+    # Debian starts a system broker on 1883; this project runs its own brokers on their own ports.
+fi
+
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+    echo "setup: creating .venv with $($PY --version)"
+    $PY -m venv .venv
+fi
+.venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
+echo "setup: installing the project and its pinned dependencies into .venv"
+.venv/bin/python -m pip install -q -e '.[dev]' 2>&1 | grep -v "is ignored: it is neither" || true
+.venv/bin/python -c 'import hub, gate_agent, protocol, aiomqtt, nacl, fastapi, sqlalchemy' \
+    || { echo "setup: the project did not import; see the pip output above" >&2; exit 1; }
+echo "setup: done"

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# The test command: installs what is missing, lints, type-checks, then runs the whole suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+echo "== ruff"; .venv/bin/ruff check protocol hub gate_agent tests bench
+echo "== mypy"; .venv/bin/mypy
+echo "== pytest"; .venv/bin/pytest -q -p no:cacheprovider "$@"
