@@ -1,0 +1,43 @@
+"""``python -m gate_agent --config gate.toml`` (console script ``venue-gate``)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+from gate_agent import ConfigError
+from gate_agent.app import load_keyring, run_gate
+from gate_agent.config import load_config
+from gate_agent.logs import setup_logging
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="venue-gate", description="Offline ticket check-in agent for a gate.")
+    parser.add_argument("--config", type=Path, default=None, help="TOML configuration file")
+    parser.add_argument("--validate-config", action="store_true", help="check the configuration and exit")
+    parser.add_argument("--debug", action="store_true", help="debug logging")
+    args = parser.parse_args(argv)
+    try:
+        cfg = load_config(args.config)
+        if args.validate_config:
+            load_keyring(cfg.hub_keys_file)
+    except ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        return 2
+    if args.validate_config:
+        print(f"config ok: {args.config or '(defaults)'} device {cfg.device_id}")
+        return 0
+    setup_logging(cfg.device_id, logging.DEBUG if args.debug else logging.INFO)
+    try:
+        asyncio.run(run_gate(cfg))
+    except ConfigError as exc:
+        logging.getLogger("gate_agent").error("%s", exc)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

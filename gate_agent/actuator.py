@@ -1,0 +1,49 @@
+"""What opens the gate. Hardware sits behind the small :class:`Actuator` interface."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Protocol, TextIO
+
+from protocol.decision import Decision
+
+log = logging.getLogger(__name__)
+
+
+class Actuator(Protocol):
+    async def admit(self, decision: Decision) -> None:
+        """Release ``decision.persons`` passages and show the welcome."""
+
+    async def reject(self, decision: Decision) -> None:
+        """Keep the gate shut and show the reason."""
+
+
+def describe(device_id: str, decision: Decision) -> str:
+    """One human line, e.g. ``[gate-1] ✔ ADMITTED ticket 7 ×2 — 验票通过，请通行 / Welcome. Please pass.``"""
+    reason = decision.reason
+    mark = "✔" if decision.admitted else "✘"
+    ticket = f" ticket {decision.ticket_id}" if decision.ticket_id is not None else ""
+    persons = f" ×{decision.persons}" if decision.admitted else ""
+    return f"[{device_id}] {mark} {reason.name}{ticket}{persons} — {reason.text_zh} / {reason.text_en}"
+
+
+class LoggingActuator:
+    """The simulated actuator: logs the decision and prints one human line to stdout."""
+
+    def __init__(self, device_id: str, *, out: TextIO | None = None) -> None:
+        self.device_id = device_id
+        self._out = out
+
+    def _show(self, decision: Decision) -> None:
+        line = describe(self.device_id, decision)
+        out = self._out or sys.stdout
+        print(line, file=out, flush=True)
+        log.info("actuator %s", "open" if decision.admitted else "closed",
+                 extra={"ticket_id": decision.ticket_id, "reason": str(decision.reason)})
+
+    async def admit(self, decision: Decision) -> None:
+        self._show(decision)
+
+    async def reject(self, decision: Decision) -> None:
+        self._show(decision)

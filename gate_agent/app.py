@@ -1,0 +1,82 @@
+"""Wiring: config -> store -> keyring -> actuator -> checker -> scanner task + link task."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+from pathlib import Path
+
+from gate_agent import ConfigError
+from gate_agent.actuator import Actuator, LoggingActuator
+from gate_agent.checkin import Checker, Station
+from gate_agent.config import GateConfig
+from gate_agent.link import Link, LinkOptions
+from gate_agent.scanner import Scanner
+from gate_agent.store import Store
+from protocol.errors import MalformedError
+from protocol.keys import Keyring
+
+log = logging.getLogger(__name__)
+
+
+def load_keyring(path: Path) -> Keyring:
+    """The hub's public keys, as the hub exports them: ``{"1": "<base64>"}``."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(data, dict) or not data:
+            raise ValueError("not a non-empty JSON object")
+        return Keyring.from_b64({int(k): str(v) for k, v in data.items()})
+    except (OSError, ValueError, MalformedError) as exc:
+        raise ConfigError(f"hub_keys_file: cannot load hub public keys from {path}: {exc}") from exc
+
+
+def link_options(cfg: GateConfig) -> LinkOptions:
+    return LinkOptions(
+        device_id=cfg.device_id, group_id=cfg.group_id, channel_id=cfg.channel_id, kind=cfg.kind,
+        host=cfg.mqtt.host, port=cfg.mqtt.port, prefix=cfg.mqtt.prefix, username=cfg.mqtt.username,
+        password=cfg.mqtt.password.get_secret_value(), keepalive=cfg.mqtt.keepalive,
+        status_interval=cfg.status_interval,
+    )
+
+
+def make_actuator(cfg: GateConfig) -> Actuator:
+    return LoggingActuator(cfg.device_id)  # the only kind so far ("log")
+
+
+async def run_gate(cfg: GateConfig, stop: asyncio.Event | None = None) -> None:
+    """Run until ``stop`` is set (or SIGTERM/SIGINT), then announce offline and return."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    keyring = load_keyring(cfg.hub_keys_file)
+    with Store.open(cfg.data_dir) as store:
+        link = Link(link_options(cfg), store, keyring)
+        station = Station(cfg.device_id, cfg.group_id, cfg.channel_id)
+        checker = Checker(station, store, keyring, make_actuator(cfg), on_event=link.wake)
+        scanner = Scanner(cfg.scanner.url, checker.scan, baudrate=cfg.scanner.baudrate)
+        log.info("store open: whitelist seq %s, %d entries, %d events waiting for the hub",
+                 store.whitelist_seq, store.entry_count(), store.outbox_count())
+        link_task = asyncio.create_task(link.run(), name="link")
+        scan_task = asyncio.create_task(scanner.run(), name="scanner")
+        ready = asyncio.create_task(scanner.connected.wait())
+        stopping = asyncio.create_task(stop.wait())
+        await asyncio.wait({ready, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if ready.done():
+            log.info("gate ready")
+        ready.cancel()
+        await stopping
+        log.info("stopping")
+        scan_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await scan_task
+        await link.stop()
+        link_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await link_task
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.remove_signal_handler(sig)
+    log.info("stopped")

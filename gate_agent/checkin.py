@@ -1,0 +1,103 @@
+"""The core glue: one scanned line in, one journalled decision and one actuator call out.
+
+Nothing here awaits the network: the decision uses only the local store and the keyring.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+from gate_agent.actuator import Actuator
+from gate_agent.store import Store
+from protocol.decision import Decision, decision_for_error, validate
+from protocol.errors import MalformedError, SignatureError
+from protocol.keys import Keyring
+from protocol.messages import CheckinEvent
+from protocol.reasons import Reason
+from protocol.token import decode_token
+from protocol.whitelist import ChannelRules
+
+log = logging.getLogger(__name__)
+
+Source = Literal["serial", "qr", "nfc", "online", "keyboard"]
+EXCERPT_LEN = 40
+
+
+@dataclass(frozen=True, slots=True)
+class Station:
+    """Where this checker stands."""
+
+    device_id: str
+    group_id: int
+    channel_id: int
+
+
+def excerpt(text: str) -> str:
+    """The printable start of unreadable input, for the journal (never the whole thing)."""
+    return "".join(c if c.isprintable() else "?" for c in text[:EXCERPT_LEN])
+
+
+class Checker:
+    """Decides scans at one station.
+
+        >>> event = await checker.scan(line, "serial")
+        >>> event.reason
+        <Reason.ADMITTED: 'admitted'>
+    """
+
+    def __init__(self, station: Station, store: Store, keyring: Keyring, actuator: Actuator, *,
+                 on_event: Callable[[CheckinEvent], None] | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.station = station
+        self.store = store
+        self.keyring = keyring
+        self.actuator = actuator
+        self.on_event = on_event
+        self.clock = clock
+
+    def decide(self, text: str, now: float) -> Decision:
+        """The pure-ish part: token, entry, rules and history from the store, then :func:`validate`."""
+        try:
+            token = decode_token(text, self.keyring)
+        except (MalformedError, SignatureError) as exc:
+            return decision_for_error(exc)
+        rules = self.store.rules
+        if rules is None:
+            log.warning("no whitelist installed yet: ticket decided unknown", extra={"ticket_id": token.ticket_id})
+            return Decision(Reason.UNKNOWN, token.ticket_id, token.performance_id, token.ticket_type_id)
+        channel = rules.channels.get(self.station.channel_id) or ChannelRules(self.station.channel_id, frozenset())
+        entry = self.store.entry(token.ticket_id)
+        history = self.store.usage(token.ticket_id)
+        return validate(token, entry, channel, rules.performance_ids, history, now)
+
+    def record(self, decision: Decision, text: str, source: Source, now: float) -> CheckinEvent:
+        event = CheckinEvent(
+            event_id=uuid.uuid4().hex, device_id=self.station.device_id, group_id=self.station.group_id,
+            channel_id=self.station.channel_id, seq=self.store.next_seq(), reason=decision.reason,
+            ticket_id=decision.ticket_id, performance_id=decision.performance_id,
+            ticket_type_id=decision.ticket_type_id, persons=decision.persons, offline=True, source=source,
+            scanned_at=now, excerpt=excerpt(text) if decision.reason is Reason.MALFORMED else None,
+        )
+        self.store.record(event)
+        return event
+
+    async def scan(self, text: str, source: Source = "serial", now: float | None = None) -> CheckinEvent:
+        """Decide ``text``, journal it durably, then drive the actuator and wake the sender."""
+        now = self.clock() if now is None else now
+        decision = self.decide(text, now)
+        event = self.record(decision, text, source, now)
+        log.info("scan %s", decision.reason,
+                 extra={"ticket_id": decision.ticket_id, "event_id": event.event_id, "seq": event.seq,
+                        "reason": str(decision.reason)})
+        if decision.admitted:
+            await self.actuator.admit(decision)
+        else:
+            await self.actuator.reject(decision)
+        if self.on_event is not None:
+            self.on_event(event)
+        return event

@@ -1,0 +1,245 @@
+"""The MQTT link to the hub: status and Last Will, the outbox sender, acks and whitelist updates.
+
+One explicit reconnect loop with capped backoff; every connect re-subscribes, re-announces the
+status and asks for the whitelist since our seq. Nothing here is on the scan path: scans are
+journalled first and the sender is only woken.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import aiomqtt
+
+from gate_agent import __version__
+from gate_agent import sync as wl
+from gate_agent.logs import truncate
+from gate_agent.store import Store
+from protocol.envelope import open_envelope
+from protocol.keys import Keyring
+from protocol.messages import KIND_ACK, AckPayload, EventBatch, GateStatus, SyncRequest, dump_message
+from protocol.topics import Topics
+
+log = logging.getLogger(__name__)
+
+BATCH_SIZE = 200
+_BIG_PAYLOAD = 64 * 1024  # verify and parse larger messages off the event loop
+
+
+@dataclass(frozen=True)
+class LinkOptions:
+    device_id: str
+    group_id: int
+    channel_id: int
+    kind: str = "gate"
+    host: str = "127.0.0.1"
+    port: int = 1883
+    prefix: str = "venue"
+    username: str = ""
+    password: str = field(default="", repr=False)
+    keepalive: int = 10
+    status_interval: float = 10.0
+    ack_timeout: float = 3.0
+    sync_interval: float = 2.0
+    backoff_min: float = 0.5
+    backoff_max: float = 5.0
+
+
+class Link:
+    """Keeps one MQTT session to the hub alive; run :meth:`run` as a task, then :meth:`stop`."""
+
+    def __init__(self, options: LinkOptions, store: Store, keyring: Keyring) -> None:
+        self.opt = options
+        self.store = store
+        self.keyring = keyring
+        self.topics = Topics(options.prefix)
+        self.connected = asyncio.Event()
+        self._client: aiomqtt.Client | None = None
+        self._wake = asyncio.Event()
+        self._acked = asyncio.Event()
+        self._inflight: set[str] = set()
+        self._last_sync = -1e9
+        self._deferred_sync: asyncio.Task[None] | None = None
+        me, group = options.device_id, options.group_id
+        self._handlers: dict[str, Callable[[bytes], Awaitable[None]]] = {
+            self.topics.ack(me): self._on_ack,
+            self.topics.device_whitelist(me): self._on_whitelist,
+            self.topics.group_whitelist(group): self._on_whitelist,
+        }
+
+    def wake(self, *_: object) -> None:
+        """A new event is in the outbox: send it now if connected."""
+        self._wake.set()
+
+    def _status(self, state: str) -> bytes:
+        seq = self.store.whitelist_seq if self.store.installed else None
+        return dump_message(GateStatus(
+            device_id=self.opt.device_id, state=state, at=time.time(), kind=self.opt.kind,  # type: ignore[arg-type]
+            group_id=self.opt.group_id, channel_id=self.opt.channel_id, whitelist_seq=seq,
+            outbox=self.store.outbox_count(), version=__version__))
+
+    def _client_for(self) -> aiomqtt.Client:
+        will = aiomqtt.Will(self.topics.status(self.opt.device_id), self._status("offline"), qos=1, retain=True)
+        return aiomqtt.Client(
+            self.opt.host, self.opt.port, identifier=f"gate-{self.opt.device_id}",
+            username=self.opt.username or None, password=self.opt.password or None,
+            protocol=aiomqtt.ProtocolVersion.V5, will=will, keepalive=self.opt.keepalive,
+            clean_start=True, timeout=5,
+        )
+
+    async def run(self) -> None:
+        """Connect, serve, and reconnect forever with capped exponential backoff."""
+        delay = self.opt.backoff_min
+        while True:
+            try:
+                async with self._client_for() as client:
+                    delay = self.opt.backoff_min
+                    await self._serve(client)
+            except aiomqtt.MqttError as exc:
+                if self.connected.is_set():
+                    log.warning("MQTT connection lost: %s", exc)
+                else:
+                    log.info("MQTT broker %s:%s unreachable: %s", self.opt.host, self.opt.port, exc)
+            finally:
+                self._client = None
+                self.connected.clear()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self.opt.backoff_max)
+
+    async def _serve(self, client: aiomqtt.Client) -> None:
+        me = self.opt.device_id
+        for topic in self._handlers:
+            await client.subscribe(topic, qos=1)
+        await client.publish(self.topics.status(me), self._status("online"), qos=1, retain=True)
+        await self._request_sync(client, force=True)
+        self._client = client
+        self.connected.set()
+        log.info("MQTT connected to %s:%s", self.opt.host, self.opt.port)
+        tasks = [asyncio.create_task(self._send_outbox(client)), asyncio.create_task(self._heartbeat(client))]
+        try:
+            async for message in client.messages:
+                await self._dispatch(str(message.topic), message.payload)
+        finally:
+            if self._deferred_sync is not None:
+                tasks.append(self._deferred_sync)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _dispatch(self, topic: str, payload: object) -> None:
+        data = payload if isinstance(payload, bytes) else str(payload).encode()
+        handler = self._handlers.get(topic)
+        if handler is None:
+            log.warning("message on an unexpected topic", extra={"topic": topic, "payload": truncate(data)})
+            return
+        try:
+            await handler(data)
+        except Exception as exc:
+            log.warning("refused message: %s", exc, extra={"topic": topic, "payload": truncate(data)})
+
+    async def stop(self) -> None:
+        """Announce ``offline`` (retained) if connected; the caller then cancels :meth:`run`."""
+        client = self._client
+        if client is not None:
+            try:
+                await client.publish(self.topics.status(self.opt.device_id), self._status("offline"),
+                                     qos=1, retain=True, timeout=2)
+            except aiomqtt.MqttError as exc:
+                log.warning("could not publish the offline status: %s", exc)
+
+    # ---- device -> hub -----------------------------------------------------------------------
+
+    async def _request_sync(self, client: aiomqtt.Client, *, force: bool = False) -> None:
+        """Ask for the whitelist since our seq; at most one request per ``sync_interval``."""
+        now = time.monotonic()
+        wait = self._last_sync + self.opt.sync_interval - now
+        if not force and wait > 0:
+            if self._deferred_sync is None or self._deferred_sync.done():
+                self._deferred_sync = asyncio.create_task(self._sync_later(client, wait))
+            return
+        self._last_sync = now
+        have = self.store.whitelist_seq if self.store.installed else -1
+        request = SyncRequest(device_id=self.opt.device_id, group_id=self.opt.group_id, have_seq=have)
+        await client.publish(self.topics.sync(self.opt.device_id), dump_message(request), qos=1)
+        log.info("whitelist sync requested from seq %s", have)
+
+    async def _sync_later(self, client: aiomqtt.Client, delay: float) -> None:
+        await asyncio.sleep(delay)
+        if self._client is client:
+            try:
+                await self._request_sync(client, force=True)
+            except aiomqtt.MqttError as exc:
+                log.debug("deferred sync request failed: %s", exc)
+
+    async def _heartbeat(self, client: aiomqtt.Client) -> None:
+        try:
+            while True:
+                await asyncio.sleep(self.opt.status_interval)
+                await client.publish(self.topics.status(self.opt.device_id), self._status("online"),
+                                     qos=1, retain=True)
+        except aiomqtt.MqttError as exc:
+            log.debug("heartbeat stopped: %s", exc)
+
+    async def _send_outbox(self, client: aiomqtt.Client) -> None:
+        """Send unacknowledged events in seq order; resend a batch not acked within ack_timeout."""
+        loop = asyncio.get_running_loop()
+        topic = self.topics.events(self.opt.device_id)
+        try:
+            while True:
+                self._wake.clear()
+                events = self.store.pending(BATCH_SIZE)
+                if not events:
+                    await self._wake.wait()
+                    continue
+                self._inflight = {e.event_id for e in events}
+                batch = EventBatch(device_id=self.opt.device_id, events=events)
+                await client.publish(topic, dump_message(batch), qos=1)
+                log.debug("sent %d events from seq %d", len(events), events[0].seq)
+                deadline = loop.time() + self.opt.ack_timeout
+                while self._inflight:
+                    remaining = deadline - loop.time()
+                    if remaining <= 0:
+                        log.info("no ack for %d events within %.1f s: resending",
+                                 len(self._inflight), self.opt.ack_timeout)
+                        break
+                    self._acked.clear()
+                    try:
+                        await asyncio.wait_for(self._acked.wait(), remaining)
+                    except TimeoutError:
+                        pass
+        except aiomqtt.MqttError as exc:
+            log.debug("outbox sender stopped: %s", exc)
+        finally:
+            self._inflight = set()
+
+    # ---- hub -> device -----------------------------------------------------------------------
+
+    async def _on_ack(self, data: bytes) -> None:
+        _kind, body = open_envelope(data, self.keyring, kinds={KIND_ACK})
+        ack = AckPayload.model_validate(body)
+        if ack.device_id != self.opt.device_id:
+            log.warning("ignoring an ack addressed to %s", ack.device_id)
+            return
+        deleted = self.store.acknowledge(ack.event_ids)
+        self._inflight.difference_update(ack.event_ids)
+        self._acked.set()
+        log.debug("hub acknowledged %d events (%d were pending)", len(ack.event_ids), deleted)
+
+    async def _on_whitelist(self, data: bytes) -> None:
+        if len(data) > _BIG_PAYLOAD:
+            kind, body = await asyncio.to_thread(wl.verify, data, self.keyring)
+        else:
+            kind, body = wl.verify(data, self.keyring)
+        outcome = wl.apply(kind, body, self.store, self.opt.group_id)
+        client = self._client
+        if client is None:
+            return
+        if outcome is wl.Outcome.GAP:
+            await self._request_sync(client)
+        elif outcome in (wl.Outcome.INSTALLED, wl.Outcome.APPLIED) and kind == wl.KIND_SNAPSHOT:
+            await client.publish(self.topics.status(self.opt.device_id), self._status("online"),
+                                 qos=1, retain=True)

@@ -1,0 +1,116 @@
+"""Command line: serve the hub, validate its config, create users, export the public keys.
+
+    python -m hub --config hub.toml                      # serve HTTP + MQTT bridge
+    python -m hub --config hub.toml --validate-config    # exit 0, or print the bad key and exit 2
+    python -m hub --config hub.toml create-user NAME --role admin   # password on stdin
+    python -m hub --config hub.toml export-keys --out keys.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import json
+import logging
+import sys
+from pathlib import Path
+
+import uvicorn
+import uvloop
+
+from hub.config import Settings, load_settings
+from hub.errors import ConfigError, HubError
+from hub.logs import setup_logging
+from hub.services import auth
+from hub.services.context import Principal
+from protocol.keys import Keyring, Signer
+
+log = logging.getLogger("hub")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="venue-hub", description="The venue hub (HTTP API + MQTT bridge).")
+    p.add_argument("--config", type=Path, default=None, help="TOML config file (env HUB__* overrides it)")
+    p.add_argument("--validate-config", action="store_true", help="check the config and exit")
+    p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ...")
+    sub = p.add_subparsers(dest="command")
+    cu = sub.add_parser("create-user", help="create a user; the password is read from stdin")
+    cu.add_argument("name")
+    cu.add_argument("--role", required=True, choices=auth.ROLES)
+    ek = sub.add_parser("export-keys", help="write the hub's public keys as JSON for the gates")
+    ek.add_argument("--out", type=Path, default=None, help="file to write (default: stdout)")
+    return p
+
+
+async def _serve(settings: Settings) -> None:
+    from hub.app import create_app
+
+    app = create_app(settings)
+    config = uvicorn.Config(app, host=settings.http.host, port=settings.http.port, log_config=None,
+                            http="httptools", lifespan="on", access_log=False)
+    server = uvicorn.Server(config)
+    serving = asyncio.create_task(server.serve())
+    while not server.started and not serving.done():  # noqa: ASYNC110 - uvicorn exposes a flag only
+        await asyncio.sleep(0.05)
+    if server.started:
+        bridge_up = asyncio.create_task(app.state.bridge.connected.wait())
+        await asyncio.wait([bridge_up, serving], return_when=asyncio.FIRST_COMPLETED)
+        if bridge_up.done():
+            log.info("hub ready: HTTP on %s:%s, MQTT bridge on %s:%s", settings.http.host, settings.http.port,
+                     settings.mqtt.host, settings.mqtt.port)
+        bridge_up.cancel()
+    await serving
+
+
+def _create_user(settings: Settings, name: str, role: str) -> None:
+    from hub.app import build_context
+
+    password = getpass.getpass("password: ") if sys.stdin.isatty() else sys.stdin.readline().rstrip("\n")
+    ctx = build_context(settings)
+    try:
+        auth.create_user(ctx, Principal(None, "cli", "admin"), name, password, role)
+    finally:
+        ctx.db.dispose()
+    print(f"created user {name} with role {role}")
+
+
+def _export_keys(settings: Settings, out: Path | None) -> None:
+    signer = Signer.load_or_create(settings.key_file, settings.key_id)
+    text = json.dumps({str(k): v for k, v in Keyring.of(signer).to_b64().items()}) + "\n"
+    if out is None:
+        sys.stdout.write(text)
+    else:
+        out.write_text(text)
+        print(f"wrote the hub public keys to {out}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    setup_logging(getattr(logging, str(args.log_level).upper(), logging.INFO))
+    try:
+        settings = load_settings(args.config)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.validate_config:
+        print("config ok")
+        return 0
+    try:
+        if args.command == "create-user":
+            _create_user(settings, args.name, args.role)
+        elif args.command == "export-keys":
+            _export_keys(settings, args.out)
+        else:
+            with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+                runner.run(_serve(settings))
+    except HubError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

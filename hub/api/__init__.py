@@ -1,0 +1,1 @@
+"""HTTP API routers: parse and serialise, then call a service."""

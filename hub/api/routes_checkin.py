@@ -1,0 +1,73 @@
+"""Tickets, online check-in, the check-in journal, devices and whitelist snapshots."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+
+from hub.api.deps import Checker, Ctx, Operator, Sales, TicketReader, Viewer
+from hub.api.schemas import (
+    CancelIn,
+    CheckinOut,
+    DeviceOut,
+    OnlineCheckIn,
+    OnlineCheckOut,
+    TicketIn,
+    TicketOut,
+    TokenOut,
+)
+from hub.services import checkins, devices, tickets, whitelist
+
+router = APIRouter()
+
+
+@router.post("/tickets", tags=["tickets"], status_code=201)
+def sell(body: TicketIn, ctx: Ctx, who: Sales) -> TicketOut:
+    return TicketOut(**tickets.sell(ctx, who, **body.model_dump()))
+
+
+@router.get("/tickets/{ticket_id}", tags=["tickets"])
+def get_ticket(ticket_id: int, ctx: Ctx, _who: TicketReader) -> TicketOut:
+    return TicketOut(**tickets.get(ctx, ticket_id))
+
+
+@router.get("/tickets/{ticket_id}/token", tags=["tickets"])
+def get_token(ticket_id: int, ctx: Ctx, _who: TicketReader) -> TokenOut:
+    return TokenOut(token=tickets.get(ctx, ticket_id)["token"])
+
+
+@router.get("/tickets/{ticket_id}/qr.svg", tags=["tickets"], response_class=Response)
+def get_qr(ticket_id: int, ctx: Ctx, _who: TicketReader) -> Response:
+    return Response(tickets.qr_svg(ctx, ticket_id), media_type="image/svg+xml")
+
+
+@router.post("/tickets/{ticket_id}/refund", tags=["tickets"])
+def refund(ticket_id: int, body: CancelIn, ctx: Ctx, who: Sales) -> TicketOut:
+    return TicketOut(**tickets.cancel(ctx, who, ticket_id, "refunded", body.reason))
+
+
+@router.post("/tickets/{ticket_id}/void", tags=["tickets"])
+def void(ticket_id: int, body: CancelIn, ctx: Ctx, who: Sales) -> TicketOut:
+    return TicketOut(**tickets.cancel(ctx, who, ticket_id, "void", body.reason))
+
+
+@router.post("/checkins/online", tags=["checkins"])
+def online_check(body: OnlineCheckIn, ctx: Ctx, _who: Checker) -> OnlineCheckOut:
+    return OnlineCheckOut(**checkins.online_check(ctx, body.token, body.channel_id, body.device_id))
+
+
+@router.get("/checkins", tags=["checkins"])
+def list_checkins(ctx: Ctx, _who: Viewer, ticket_id: int | None = None, device_id: str | None = None,
+                  conflict: bool | None = None, limit: int = 100) -> list[CheckinOut]:
+    rows = checkins.list_checkins(ctx, ticket_id=ticket_id, device_id=device_id, conflict=conflict,
+                                  limit=min(max(limit, 1), 1000))
+    return [CheckinOut(**r) for r in rows]
+
+
+@router.get("/devices", tags=["devices"])
+def list_devices(ctx: Ctx, _who: Viewer) -> list[DeviceOut]:
+    return [DeviceOut(**d) for d in devices.list_devices(ctx)]
+
+
+@router.get("/whitelists/{group_id}/snapshot", tags=["whitelists"], response_class=Response)
+def get_snapshot(group_id: int, ctx: Ctx, _who: Operator) -> Response:
+    return Response(whitelist.snapshot(ctx, group_id), media_type="application/octet-stream")

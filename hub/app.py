@@ -1,0 +1,70 @@
+"""The application factory: ``create_app(settings)``; its lifespan owns the database and the MQTT bridge."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from hub.api import routes_admin, routes_catalog, routes_checkin
+from hub.bridge import MqttBridge
+from hub.config import Settings
+from hub.db import Database, make_engine, migrate
+from hub.errors import HubError
+from hub.services import auth
+from hub.services.context import HubContext
+from protocol.keys import Signer
+from protocol.topics import Topics
+
+log = logging.getLogger(__name__)
+API_PREFIX = "/api/v1"
+
+
+def build_context(settings: Settings) -> HubContext:
+    """Open the database (migrated to head) and load or create the signing key."""
+    engine = make_engine(settings.database_url)
+    migrate(engine)
+    signer = Signer.load_or_create(settings.key_file, settings.key_id)
+    return HubContext(Database(engine), signer, Topics(settings.mqtt.prefix),
+                      token_ttl=settings.token_ttl_hours * 3600)
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: Settings = app.state.settings
+    ctx = await asyncio.to_thread(build_context, settings)
+    await asyncio.to_thread(auth.bootstrap_admin, ctx, settings.admin.username,
+                            settings.admin.password.get_secret_value())
+    bridge = MqttBridge(ctx, settings.mqtt)
+    ctx.publish = bridge.publish_threadsafe
+    app.state.ctx, app.state.bridge = ctx, bridge
+    task = asyncio.create_task(bridge.run(), name="mqtt-bridge")
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        ctx.db.dispose()
+        log.info("hub stopped")
+
+
+async def _hub_error(_request: Request, exc: Exception) -> JSONResponse:
+    status = exc.status if isinstance(exc, HubError) else 500
+    return JSONResponse({"detail": str(exc)}, status_code=status,
+                        headers={"WWW-Authenticate": "Bearer"} if status == 401 else None)
+
+
+def create_app(settings: Settings) -> FastAPI:
+    app = FastAPI(title="Venue hub", version="0.1.0", lifespan=lifespan,
+                  description="Tickets, check-in rules, online check-in and whitelists for the gates.")
+    app.state.settings = settings
+    app.add_exception_handler(HubError, _hub_error)
+    for module in (routes_admin, routes_catalog, routes_checkin):
+        app.include_router(module.router, prefix=API_PREFIX)
+    return app

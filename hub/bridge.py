@@ -1,0 +1,172 @@
+"""The hub side of MQTT: one reconnect loop, a dispatch table of wrapped handlers, a batching writer.
+
+Incoming event batches are queued and drained by one writer task that stores several messages in one
+database transaction (in a worker thread, so HTTP stays responsive) and publishes the signed acks only
+after the commit. Everything the hub publishes goes through one outbox; while the broker is down the
+outbox drops messages: whitelist deltas are in the database (gates catch up via sync) and lost acks
+are re-sent when the gate re-sends its batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+import aiomqtt
+
+from hub.config import MqttSettings
+from hub.services import devices, ingest, whitelist
+from hub.services.context import HubContext, Outgoing
+from protocol.errors import MalformedError
+from protocol.messages import EventBatch, GateStatus, SyncRequest, parse_message
+
+log = logging.getLogger(__name__)
+MAX_EVENTS_PER_TRANSACTION = 5000
+BACKOFF_MIN, BACKOFF_MAX = 0.25, 10.0
+
+
+def _excerpt(payload: bytes) -> str:
+    return repr(payload[:120]) + ("..." if len(payload) > 120 else "")
+
+
+class MqttBridge:
+    def __init__(self, ctx: HubContext, settings: MqttSettings) -> None:
+        self.ctx = ctx
+        self.settings = settings
+        self.connected = asyncio.Event()
+        self._client: aiomqtt.Client | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._outbox: asyncio.Queue[Outgoing] = asyncio.Queue()
+        self._batches: asyncio.Queue[EventBatch] = asyncio.Queue()
+        self._inflight: set[asyncio.Task[None]] = set()
+        self._handlers: dict[str, Callable[[str, bytes], Awaitable[None]]] = {
+            "events": self._on_events, "status": self._on_status, "sync": self._on_sync}
+
+    # -- publishing -----------------------------------------------------------------------------
+    def publish_threadsafe(self, topic: str, payload: bytes) -> None:
+        """Queue a QoS 1 publish; callable from any thread (services run in worker threads)."""
+        if self._loop is None:
+            log.debug("bridge not started; not publishing to %s", topic)
+            return
+        self._loop.call_soon_threadsafe(self._outbox.put_nowait, (topic, payload))
+
+    async def _publisher(self) -> None:
+        while True:
+            topic, payload = await self._outbox.get()
+            client = self._client
+            if client is None or not self.connected.is_set():
+                log.info("MQTT broker not connected; dropped publish to %s (devices catch up by sync)", topic)
+                continue
+            task = asyncio.create_task(self._publish(client, topic, payload))
+            self._inflight.add(task)
+            task.add_done_callback(self._inflight.discard)
+
+    @staticmethod
+    async def _publish(client: aiomqtt.Client, topic: str, payload: bytes) -> None:
+        try:
+            await client.publish(topic, payload, qos=1, timeout=10)
+        except aiomqtt.MqttError as exc:
+            log.info("publish to %s failed (%s); devices catch up by sync or re-send", topic, exc)
+
+    # -- the connection -------------------------------------------------------------------------
+    async def run(self) -> None:
+        """Run until cancelled: connection loop, event writer and publisher."""
+        self._loop = asyncio.get_running_loop()
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self._publisher())
+            tg.create_task(self._writer())
+            tg.create_task(self._connection_loop())
+
+    def _make_client(self) -> aiomqtt.Client:
+        s = self.settings
+        return aiomqtt.Client(
+            s.host, s.port, identifier=s.client_id, protocol=aiomqtt.ProtocolVersion.V5,
+            username=s.username or None, password=s.password.get_secret_value() or None,
+            max_inflight_messages=200, max_queued_incoming_messages=100_000, timeout=10)
+
+    async def _connection_loop(self) -> None:
+        topics = self.ctx.topics
+        backoff = BACKOFF_MIN
+        while True:
+            try:
+                async with self._make_client() as client:
+                    for leaf in self._handlers:
+                        await client.subscribe(topics.all_devices(leaf), qos=1)
+                    self._client = client
+                    self.connected.set()
+                    backoff = BACKOFF_MIN
+                    log.info("MQTT bridge connected to %s:%s", self.settings.host, self.settings.port)
+                    async for message in client.messages:
+                        await self._dispatch(message.topic.value, message.payload)
+            except aiomqtt.MqttError as exc:
+                log.warning("MQTT connection to %s:%s lost or refused (%s); retrying in %.1f s",
+                            self.settings.host, self.settings.port, exc, backoff)
+            finally:
+                self.connected.clear()
+                self._client = None
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, BACKOFF_MAX)
+
+    async def _dispatch(self, topic: str, payload: object) -> None:
+        data = payload if isinstance(payload, bytes) else str(payload or "").encode()
+        try:
+            device_id, leaf = self.ctx.topics.parse_device_topic(topic)
+            handler = self._handlers.get(leaf)
+            if handler is None:
+                raise MalformedError(f"no handler for {leaf!r}")
+            await handler(device_id, data)
+        except (MalformedError, ValueError) as exc:
+            log.warning("dropped bad message on %s: %s; payload %s", topic, exc, _excerpt(data))
+        except Exception:
+            log.exception("handler failed on %s; payload %s", topic, _excerpt(data))
+
+    # -- handlers -------------------------------------------------------------------------------
+    @staticmethod
+    def _check_device(device_id: str, claimed: str) -> None:
+        if device_id != claimed:
+            raise MalformedError(f"payload device id {claimed!r} differs from the topic's {device_id!r}")
+
+    async def _on_events(self, device_id: str, data: bytes) -> None:
+        batch = parse_message(EventBatch, data)
+        self._check_device(device_id, batch.device_id)
+        for event in batch.events:
+            self._check_device(device_id, event.device_id)
+        self._batches.put_nowait(batch)
+
+    async def _on_status(self, device_id: str, data: bytes) -> None:
+        if not data:
+            return  # a cleared retained status
+        status = parse_message(GateStatus, data)
+        self._check_device(device_id, status.device_id)
+        await asyncio.to_thread(devices.record_status, self.ctx, status)
+
+    async def _on_sync(self, device_id: str, data: bytes) -> None:
+        request = parse_message(SyncRequest, data)
+        self._check_device(device_id, request.device_id)
+        try:
+            envelopes = await asyncio.to_thread(whitelist.catch_up, self.ctx, request.group_id, request.have_seq)
+        except LookupError:
+            log.warning("device %s asked to sync unknown check-in group %s", device_id, request.group_id)
+            return
+        topic = self.ctx.topics.device_whitelist(device_id)
+        log.info("sync %s group %s from seq %s: sending %s envelope(s)", device_id, request.group_id,
+                 request.have_seq, len(envelopes))
+        for envelope in envelopes:
+            self._outbox.put_nowait((topic, envelope))
+
+    # -- the writer -----------------------------------------------------------------------------
+    async def _writer(self) -> None:
+        while True:
+            batches = [await self._batches.get()]
+            events = len(batches[0].events)
+            while events < MAX_EVENTS_PER_TRANSACTION and not self._batches.empty():
+                batches.append(self._batches.get_nowait())
+                events += len(batches[-1].events)
+            try:
+                outgoing = await asyncio.to_thread(ingest.store_batches, self.ctx, batches)
+            except Exception:
+                log.exception("storing %s event batch(es) failed; devices will re-send them", len(batches))
+                continue
+            for item in outgoing:
+                self._outbox.put_nowait(item)

@@ -1,0 +1,74 @@
+"""One typed configuration model: a TOML file, overridden by ``HUB__SECTION__KEY`` variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
+
+from hub.errors import ConfigError
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class HttpSettings(_Section):
+    host: str = Field("127.0.0.1", description="address the HTTP API listens on")
+    port: int = Field(8000, ge=0, le=65535, description="TCP port of the HTTP API")
+
+
+class MqttSettings(_Section):
+    host: str = Field("127.0.0.1", description="MQTT broker host")
+    port: int = Field(1883, ge=1, le=65535, description="MQTT broker port")
+    prefix: str = Field("venue", description="topic prefix shared with every device")
+    client_id: str = Field("hub", description="MQTT client identifier of the hub")
+    username: str = Field("", description="broker user name; empty for anonymous")
+    password: SecretStr = Field(SecretStr(""), description="broker password; never logged")
+
+
+class AdminSettings(_Section):
+    username: str = Field("admin", description="admin created at start when there are no users")
+    password: SecretStr = Field(SecretStr(""), description="bootstrap admin password (use HUB__ADMIN__PASSWORD)")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="HUB__", env_nested_delimiter="__", extra="forbid")
+
+    database_url: str = Field("sqlite:///var/hub/hub.db", description="SQLAlchemy URL of the hub database")
+    key_file: Path = Field(Path("var/hub/signing.key"), description="Ed25519 seed file, created 0600 if missing")
+    key_id: int = Field(1, ge=0, le=255, description="key id written into tokens and envelopes")
+    token_ttl_hours: float = Field(12.0, gt=0, description="lifetime of an API login token")
+    http: HttpSettings = Field(default_factory=HttpSettings, description="HTTP API")  # type: ignore[arg-type]
+    mqtt: MqttSettings = Field(default_factory=MqttSettings, description="MQTT bridge")  # type: ignore[arg-type]
+    admin: AdminSettings = Field(default_factory=AdminSettings, description="bootstrap admin")  # type: ignore[arg-type]
+
+
+def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
+    """Read ``path`` (TOML, optional) with env overrides; raise ConfigError naming the bad key."""
+    if path is not None and not path.is_file():
+        raise ConfigError(f"config file {path} does not exist; create it or omit --config")
+
+    class _FromFile(Settings):
+        @classmethod
+        def settings_customise_sources(
+            cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+            if path is not None:
+                sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+            return tuple(sources)
+
+    try:
+        loaded = _FromFile(**overrides)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        key = ".".join(str(p) for p in first.get("loc", ())) or "(root)"
+        raise ConfigError(f"bad config key {key!r}: {first.get('msg')}") from exc
+    except ValueError as exc:  # TOML syntax errors
+        raise ConfigError(f"config file {path} does not parse: {exc}") from exc
+    return loaded

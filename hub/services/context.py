@@ -1,0 +1,64 @@
+"""What every service needs: the database, the signing key, topics, a clock and a publisher."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Connection, insert
+
+from hub.db import Database
+from hub.tables import audit_log
+from protocol.keys import Keyring, Signer
+from protocol.topics import Topics
+
+log = logging.getLogger(__name__)
+
+Publish = Callable[[str, bytes], None]
+Outgoing = tuple[str, bytes]
+
+
+def _drop(topic: str, _payload: bytes) -> None:
+    log.debug("no MQTT bridge; not publishing to %s", topic)
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """The authenticated user behind a request (or a system actor such as the MQTT bridge)."""
+
+    user_id: int | None
+    username: str
+    role: str
+
+
+SYSTEM = Principal(None, "system", "admin")
+
+
+@dataclass
+class HubContext:
+    db: Database
+    signer: Signer
+    topics: Topics = field(default_factory=Topics)
+    clock: Callable[[], float] = time.time
+    token_ttl: float = 12 * 3600.0
+    publish: Publish = _drop  # thread-safe; called only after the transaction committed
+    keyring: Keyring = field(init=False)
+    rules_cache: dict[int, Any] = field(default_factory=dict)  # channel id -> (group, rules, performances)
+
+    def __post_init__(self) -> None:
+        self.keyring = Keyring.of(self.signer)
+
+    def publish_all(self, outgoing: Iterable[Outgoing]) -> None:
+        for topic, payload in outgoing:
+            self.publish(topic, payload)
+
+    def audit(self, conn: Connection, who: Principal, action: str, target: str, detail: str = "") -> None:
+        conn.execute(insert(audit_log).values(at=self.clock(), username=who.username, action=action,
+                                              target=target, detail=detail[:1000]))
+
+
+def row_dict(row: Any) -> dict[str, Any]:
+    return dict(row._mapping)

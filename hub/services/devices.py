@@ -1,0 +1,28 @@
+"""The device register, fed by retained status messages."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import insert, select, update
+
+from hub.services.context import HubContext, row_dict
+from hub.tables import devices
+from protocol.messages import GateStatus
+
+
+def record_status(ctx: HubContext, status: GateStatus) -> None:
+    values = {"kind": status.kind, "state": status.state, "last_seen": max(status.at, 0.0),
+              "group_id": status.group_id, "channel_id": status.channel_id,
+              "whitelist_seq": status.whitelist_seq, "outbox": status.outbox, "version": status.version}
+    if status.state == "offline":  # a Last Will knows only the state; keep what the device said before
+        values = {"state": "offline", "last_seen": values["last_seen"]}
+    with ctx.db.write() as conn:
+        done = conn.execute(update(devices).where(devices.c.device_id == status.device_id).values(**values))
+        if done.rowcount == 0:
+            conn.execute(insert(devices).values(device_id=status.device_id, **{"kind": status.kind, **values}))
+
+
+def list_devices(ctx: HubContext) -> list[dict[str, Any]]:
+    with ctx.db.read() as conn:
+        return [row_dict(r) for r in conn.execute(select(devices).order_by(devices.c.device_id))]

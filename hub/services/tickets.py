@@ -1,0 +1,81 @@
+"""Selling, reading, refunding and voiding tickets; each change emits whitelist deltas in its transaction."""
+
+from __future__ import annotations
+
+import io
+import logging
+from typing import Any
+
+import segno
+from sqlalchemy import Connection, insert, literal_column, select, update
+
+from hub.errors import Conflict, NotFound
+from hub.services.context import HubContext, Principal, row_dict
+from hub.services.whitelist import emit_entry_deltas, entry_of
+from hub.tables import performances, ticket_types, tickets
+from protocol.token import TicketToken, encode_token
+from protocol.whitelist import DeltaOp
+
+log = logging.getLogger(__name__)
+
+
+def _ticket(conn: Connection, ticket_id: int, *, lock: bool = False) -> Any:
+    query = select(tickets).where(tickets.c.id == ticket_id)
+    row = conn.execute(query.with_for_update() if lock else query).first()
+    if row is None:
+        raise NotFound(f"ticket {ticket_id} does not exist; check the number on the ticket")
+    return row
+
+
+def sell(ctx: HubContext, who: Principal, *, performance_id: int, ticket_type_id: int, persons: int,
+         holder_name: str, holder_phone: str | None = None, holder_id_number: str | None = None) -> dict[str, Any]:
+    with ctx.db.write() as conn:
+        perf = conn.execute(select(performances.c.doors_open, performances.c.ends_at)
+                            .where(performances.c.id == performance_id)).first()
+        if perf is None:
+            raise NotFound(f"performance {performance_id} does not exist; see GET /api/v1/performances")
+        if conn.execute(select(ticket_types.c.id).where(ticket_types.c.id == ticket_type_id)).first() is None:
+            raise NotFound(f"ticket type {ticket_type_id} does not exist; see GET /api/v1/ticket-types")
+        ticket_id: int = conn.execute(insert(tickets).values(
+            performance_id=performance_id, ticket_type_id=ticket_type_id, persons=persons,
+            holder_name=holder_name, holder_phone=holder_phone, holder_id_number=holder_id_number,
+            status="valid", used=0, token="", created_at=ctx.clock()).returning(literal_column("id"))).scalar_one()
+        token = encode_token(TicketToken(ticket_id, performance_id, ticket_type_id, int(perf.doors_open),
+                                         int(perf.ends_at), persons), ctx.signer)
+        conn.execute(update(tickets).where(tickets.c.id == ticket_id).values(token=token))
+        row = _ticket(conn, ticket_id)
+        outgoing = emit_entry_deltas(ctx, conn, entry_of(row), "sale")
+        ctx.audit(conn, who, "ticket.sell", f"ticket:{ticket_id}",
+                  f"performance={performance_id} type={ticket_type_id} persons={persons}")
+    ctx.publish_all(outgoing)
+    return row_dict(row)
+
+
+def get(ctx: HubContext, ticket_id: int) -> dict[str, Any]:
+    with ctx.db.read() as conn:
+        return row_dict(_ticket(conn, ticket_id))
+
+
+def qr_svg(ctx: HubContext, ticket_id: int) -> bytes:
+    token = get(ctx, ticket_id)["token"]
+    out = io.BytesIO()
+    segno.make_qr(token, error="m").save(out, kind="svg", scale=4, border=2)
+    return out.getvalue()
+
+
+def cancel(ctx: HubContext, who: Principal, ticket_id: int, status: str, reason: str | None) -> dict[str, Any]:
+    """Refund (``status="refunded"``) or void a valid ticket; it is then revoked at every gate."""
+    op: DeltaOp = "refund" if status == "refunded" else "void"
+    with ctx.db.write() as conn:
+        row = _ticket(conn, ticket_id, lock=True)
+        if row.status != "valid":
+            raise Conflict(f"ticket {ticket_id} is already {row.status}; nothing to do. "
+                           "Sell a new ticket if the patron needs one.")
+        conn.execute(update(tickets).where(tickets.c.id == ticket_id)
+                     .values(status=status, status_reason=reason))
+        row = _ticket(conn, ticket_id)
+        outgoing = emit_entry_deltas(ctx, conn, entry_of(row), op)
+        ctx.audit(conn, who, f"ticket.{op}", f"ticket:{ticket_id}", reason or "")
+    ctx.publish_all(outgoing)
+    log.info("ticket %s %s", ticket_id, status)
+    return row_dict(row)

@@ -1,0 +1,130 @@
+"""Whitelists per check-in group: rules, entries, signed deltas (stored with the change) and snapshots."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from sqlalchemy import Connection, bindparam, select, update
+
+from hub.errors import NotFound
+from hub.services.context import HubContext, Outgoing
+from hub.tables import channel_types, channels, checkin_groups, group_performances, tickets, whitelist_deltas
+from protocol.envelope import seal
+from protocol.whitelist import (
+    KIND_DELTA,
+    KIND_SNAPSHOT,
+    ChannelRules,
+    Delta,
+    DeltaOp,
+    GroupRules,
+    Snapshot,
+    WhitelistEntry,
+)
+
+log = logging.getLogger(__name__)
+MAX_CATCH_UP = 1000
+_BUMP_SEQ = (update(checkin_groups).where(checkin_groups.c.id == bindparam("gid"))
+             .values(seq=checkin_groups.c.seq + 1).returning(checkin_groups.c.seq))
+_INSERT_DELTA = whitelist_deltas.insert()
+_GROUPS_OF = select(group_performances.c.group_id).where(group_performances.c.performance_id == bindparam("pid"))
+
+ENTRY_COLUMNS = (tickets.c.id, tickets.c.performance_id, tickets.c.ticket_type_id, tickets.c.persons,
+                 tickets.c.status, tickets.c.used)
+
+
+def entry_of(row: Mapping[str, Any] | Any) -> WhitelistEntry:
+    """A ticket row (with id, performance_id, ticket_type_id, persons, status, used) as an entry."""
+    m = row._mapping if hasattr(row, "_mapping") else row
+    return WhitelistEntry(m["id"], m["performance_id"], m["ticket_type_id"], m["persons"],
+                          m["status"] != "valid", m["used"])
+
+
+def group_rules(conn: Connection, group_id: int) -> GroupRules:
+    perfs = conn.execute(select(group_performances.c.performance_id)
+                         .where(group_performances.c.group_id == group_id)).scalars().all()
+    rows = conn.execute(
+        select(channels.c.id, channels.c.max_entries, channel_types.c.ticket_type_id)
+        .select_from(channels.outerjoin(channel_types, channel_types.c.channel_id == channels.c.id))
+        .where(channels.c.group_id == group_id)).all()
+    types: dict[int, set[int]] = {}
+    maxes: dict[int, int] = {}
+    for cid, max_entries, type_id in rows:
+        types.setdefault(cid, set())
+        maxes[cid] = max_entries
+        if type_id is not None:
+            types[cid].add(type_id)
+    chans = {cid: ChannelRules(cid, frozenset(t), maxes[cid]) for cid, t in types.items()}
+    return GroupRules(group_id, frozenset(perfs), chans)
+
+
+def groups_covering(conn: Connection, performance_ids: Iterable[int]) -> dict[int, list[int]]:
+    """performance id -> ids of the check-in groups whose whitelist holds its tickets."""
+    ids = list(set(performance_ids))
+    out: dict[int, list[int]] = {p: [] for p in ids}
+    if ids:
+        rows = conn.execute(select(group_performances.c.performance_id, group_performances.c.group_id)
+                            .where(group_performances.c.performance_id.in_(ids))).all()
+        for perf, group in rows:
+            out[perf].append(group)
+    return out
+
+
+def emit_delta(ctx: HubContext, conn: Connection, group_id: int, op: DeltaOp, *,
+               entry: WhitelistEntry | None = None, rules: GroupRules | None = None) -> Outgoing:
+    """Bump the group's seq and store the signed delta in the caller's transaction."""
+    seq = conn.execute(_BUMP_SEQ, {"gid": group_id}).scalar_one()
+    now = ctx.clock()
+    envelope = seal(KIND_DELTA, Delta(group_id, seq, now, op, entry, rules).to_wire(), ctx.signer)
+    conn.execute(_INSERT_DELTA, {"group_id": group_id, "seq": seq, "op": op, "envelope": envelope,
+                                 "created_at": now})
+    return ctx.topics.group_whitelist(group_id), envelope
+
+
+def emit_entry_deltas(ctx: HubContext, conn: Connection, entry: WhitelistEntry, op: DeltaOp) -> list[Outgoing]:
+    groups = conn.execute(_GROUPS_OF, {"pid": entry.performance_id}).scalars().all()
+    return [emit_delta(ctx, conn, g, op, entry=entry) for g in groups]
+
+
+def emit_rules_delta(ctx: HubContext, conn: Connection, group_id: int) -> Outgoing:
+    ctx.rules_cache.clear()  # decision inputs cached per channel (under the writer lock)
+    return emit_delta(ctx, conn, group_id, "rules", rules=group_rules(conn, group_id))
+
+
+def _group_seq(conn: Connection, group_id: int) -> int:
+    seq = conn.execute(select(checkin_groups.c.seq).where(checkin_groups.c.id == group_id)).scalar()
+    if seq is None:
+        raise NotFound(f"check-in group {group_id} does not exist; list groups with GET /checkin-groups")
+    return int(seq)
+
+
+def snapshot(ctx: HubContext, group_id: int) -> bytes:
+    """The group's whole whitelist at one seq, signed and compressed."""
+    with ctx.db.write() as conn:  # the writer lock makes the reads below one consistent state
+        seq = _group_seq(conn, group_id)
+        rules = group_rules(conn, group_id)
+        rows = conn.execute(
+            select(*ENTRY_COLUMNS).select_from(tickets.join(
+                group_performances, group_performances.c.performance_id == tickets.c.performance_id))
+            .where(group_performances.c.group_id == group_id)).all()
+    entries = [WhitelistEntry(t, p, y, n, s != "valid", u) for t, p, y, n, s, u in rows]
+    snap = Snapshot(group_id, seq, ctx.clock(), rules, entries)
+    return seal(KIND_SNAPSHOT, snap.to_wire(), ctx.signer, compress=True)
+
+
+def catch_up(ctx: HubContext, group_id: int, have_seq: int) -> list[bytes]:
+    """What a device at ``have_seq`` needs: nothing, the missing deltas in order, or a snapshot."""
+    with ctx.db.read() as conn:
+        seq = _group_seq(conn, group_id)
+        if have_seq == seq:
+            return []
+        if 0 <= have_seq < seq and seq - have_seq <= MAX_CATCH_UP:
+            rows = conn.execute(select(whitelist_deltas.c.seq, whitelist_deltas.c.envelope)
+                                .where(whitelist_deltas.c.group_id == group_id,
+                                       whitelist_deltas.c.seq > have_seq, whitelist_deltas.c.seq <= seq)
+                                .order_by(whitelist_deltas.c.seq)).all()
+            if [r.seq for r in rows] == list(range(have_seq + 1, seq + 1)):
+                return [bytes(r.envelope) for r in rows]
+            log.warning("group %s deltas after seq %s are incomplete; sending a snapshot", group_id, have_seq)
+    return [snapshot(ctx, group_id)]

@@ -1,0 +1,156 @@
+"""The hub schema as SQLAlchemy Core tables (the Alembic revisions create the same tables)."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+users = Table(
+    "users", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("username", String(64), nullable=False, unique=True),
+    Column("password_hash", String(255), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+sessions = Table(
+    "sessions", metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("user_id", Integer, ForeignKey("users.id"), nullable=False),
+    Column("expires_at", Float, nullable=False),
+)
+
+audit_log = Table(
+    "audit_log", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("at", Float, nullable=False),
+    Column("username", String(64), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("target", String(128), nullable=False),
+    Column("detail", Text, nullable=False, default=""),
+)
+
+venues = Table(
+    "venues", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(200), nullable=False),
+)
+
+performances = Table(
+    "performances", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("venue_id", Integer, ForeignKey("venues.id"), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("doors_open", Float, nullable=False),
+    Column("starts_at", Float, nullable=False),
+    Column("ends_at", Float, nullable=False),
+)
+
+ticket_types = Table(
+    "ticket_types", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(100), nullable=False),
+    Column("name_zh", String(100), nullable=False),
+    Column("price_cents", Integer, nullable=False),
+)
+
+checkin_groups = Table(
+    "checkin_groups", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("venue_id", Integer, ForeignKey("venues.id"), nullable=False),
+    Column("seq", Integer, nullable=False, default=0),
+)
+
+group_performances = Table(
+    "group_performances", metadata,
+    Column("group_id", Integer, ForeignKey("checkin_groups.id"), primary_key=True),
+    Column("performance_id", Integer, ForeignKey("performances.id"), primary_key=True, index=True),
+)
+
+channels = Table(
+    "channels", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("group_id", Integer, ForeignKey("checkin_groups.id"), nullable=False, index=True),
+    Column("name", String(200), nullable=False),
+    Column("max_entries", Integer, nullable=False, default=1),
+)
+
+channel_types = Table(
+    "channel_types", metadata,
+    Column("channel_id", Integer, ForeignKey("channels.id"), primary_key=True),
+    Column("ticket_type_id", Integer, ForeignKey("ticket_types.id"), primary_key=True),
+)
+
+tickets = Table(
+    "tickets", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("performance_id", Integer, ForeignKey("performances.id"), nullable=False, index=True),
+    Column("ticket_type_id", Integer, ForeignKey("ticket_types.id"), nullable=False),
+    Column("persons", Integer, nullable=False, default=1),
+    Column("holder_name", String(200), nullable=False),
+    Column("holder_phone", String(40)),
+    Column("holder_id_number", String(40)),
+    Column("status", String(16), nullable=False, default="valid"),  # valid, refunded, void
+    Column("status_reason", String(200)),
+    Column("used", Integer, nullable=False, default=0),
+    Column("token", String(120), nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+checkin_events = Table(
+    "checkin_events", metadata,
+    Column("event_id", String(32), primary_key=True),
+    Column("device_id", String(64), nullable=False, index=True),
+    Column("group_id", Integer, nullable=False),
+    Column("channel_id", Integer, nullable=False),
+    Column("device_seq", BigInteger, nullable=False),
+    Column("reason", String(32), nullable=False),
+    Column("ticket_id", Integer, index=True),
+    Column("performance_id", Integer),
+    Column("ticket_type_id", Integer),
+    Column("persons", Integer, nullable=False, default=0),
+    Column("direction", String(8), nullable=False, default="entry"),
+    Column("offline", Boolean, nullable=False),
+    Column("source", String(16), nullable=False),
+    Column("scanned_at", Float, nullable=False),
+    Column("received_at", Float, nullable=False),
+    Column("conflict", Boolean, nullable=False, default=False),
+    Column("excerpt", String(64)),
+)
+
+whitelist_deltas = Table(
+    "whitelist_deltas", metadata,
+    Column("group_id", Integer, ForeignKey("checkin_groups.id"), primary_key=True),
+    Column("seq", Integer, primary_key=True),
+    Column("op", String(16), nullable=False),
+    Column("envelope", LargeBinary, nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+devices = Table(
+    "devices", metadata,
+    Column("device_id", String(64), primary_key=True),
+    Column("kind", String(16), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("last_seen", Float, nullable=False),
+    Column("group_id", Integer),
+    Column("channel_id", Integer),
+    Column("whitelist_seq", Integer),
+    Column("outbox", Integer),
+    Column("version", String(64)),
+)

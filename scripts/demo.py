@@ -1,0 +1,78 @@
+"""The main job on one machine: a private Mosquitto, the hub, a simulated gate, and tickets to scan.
+
+Run through ``scripts/demo.sh`` (which installs what is missing first). Ctrl-C stops everything.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.support.broker import Mosquitto  # noqa: E402
+from tests.support.net import free_port  # noqa: E402
+from tests.support.processes import GateProcess, HubProcess  # noqa: E402
+from tests.support.scenario import seed_show, sell  # noqa: E402
+
+
+def main() -> None:
+    work = ROOT / "var" / "demo"
+    shutil.rmtree(work, ignore_errors=True)
+    http_port = int(os.environ.get("DEMO_HTTP_PORT", "0")) or free_port()
+    password = os.environ.get("DEMO_ADMIN_PASSWORD") or secrets.token_urlsafe(12)
+    broker = Mosquitto(work / "mosquitto")
+    hub = HubProcess(work / "hub", broker.port, http_port=http_port, admin_password=password)
+    gate: GateProcess | None = None
+    try:
+        print(f"starting Mosquitto on 127.0.0.1:{broker.port} ...", flush=True)
+        broker.start()
+        print(f"starting the hub on {hub.base_url} ...", flush=True)
+        hub.start()
+        show = seed_show(hub)
+        tickets = [("adult, 1 person", sell(hub, show)),
+                   ("group, 4 persons", sell(hub, show, persons=4)),
+                   ("staff ticket (not accepted at this channel)", sell(hub, show, show.staff_type))]
+        gate = GateProcess(work / "gate-1", "gate-1", broker.port, hub.keys_file, show.group_id, show.channel_id)
+        print("starting gate agent gate-1 (simulated turnstile, serial scanner on a pty) ...", flush=True)
+        gate.start()
+        scan_port = gate.scanner.host
+        print(f"""
+Ready.
+  Hub API docs:   {hub.base_url}/docs     (user: admin  password: {password})
+  Scan a ticket:  scripts/scan.sh <token>   (writes the token to the gate's scanner port {scan_port})
+Tickets sold for performance {show.performance_id}:""")
+        for label, t in tickets:
+            print(f"  #{t['id']:<4} {label}\n        scripts/scan.sh {t['token']}")
+        print("  Refund one:     curl -X POST -H 'Authorization: Bearer <token from /auth/login>' "
+              f"{hub.base_url}/api/v1/tickets/<id>/refund\n\nGate output follows (Ctrl-C to stop):\n", flush=True)
+        (ROOT / "var" / "demo" / "scanner").unlink(missing_ok=True)
+        (ROOT / "var" / "demo" / "scanner").symlink_to(scan_port)
+        shown = 0
+        while True:
+            text = gate.output()
+            if len(text) > shown:
+                print(text[shown:], end="", flush=True)
+                shown = len(text)
+            if not gate.alive() or not hub.alive():
+                print("a process stopped; see var/demo/*/*.err", file=sys.stderr)
+                break
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        print("\nstopping ...")
+    finally:
+        if gate:
+            gate.stop_all()
+        hub.stop()
+        broker.stop()
+
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    main()

@@ -1,0 +1,176 @@
+"""Test helpers for the gate agent: tokens, whitelists, a socat pty pair, and a fake hub on MQTT.
+
+The fake hub seals snapshots, deltas and acks with a real :class:`Signer`, exactly as the hub does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+
+from protocol.envelope import seal
+from protocol.keys import Signer
+from protocol.messages import KIND_ACK, EventBatch, GateStatus, SyncRequest, parse_message
+from protocol.token import TicketToken, encode_token
+from protocol.topics import Topics
+from protocol.whitelist import KIND_DELTA, KIND_SNAPSHOT, ChannelRules, Delta, GroupRules, Snapshot, WhitelistEntry
+
+NOW = 1_790_005_000.0
+PERF = 42
+ADULT, CHILD, STAFF = 3, 4, 9
+GROUP, CHANNEL = 1, 1
+
+
+def token(signer: Signer, ticket_id: int, *, perf: int = PERF, ttype: int = ADULT, persons: int = 1,
+          now: float = NOW) -> str:
+    return encode_token(TicketToken(ticket_id, perf, ttype, int(now - 3600), int(now + 3600), persons), signer)
+
+
+def rules(group_id: int = GROUP, types: frozenset[int] = frozenset({ADULT, CHILD})) -> GroupRules:
+    return GroupRules(group_id, frozenset({PERF}), {CHANNEL: ChannelRules(CHANNEL, types),
+                                                    2: ChannelRules(2, frozenset({STAFF}))})
+
+
+def snapshot(entries: list[WhitelistEntry], seq: int = 10, group_id: int = GROUP) -> Snapshot:
+    return Snapshot(group_id, seq, NOW, rules(group_id), entries)
+
+
+def entries(n: int, start: int = 1) -> list[WhitelistEntry]:
+    return [WhitelistEntry(i, PERF, ADULT) for i in range(start, start + n)]
+
+
+def seal_snapshot(snap: Snapshot, signer: Signer) -> bytes:
+    return seal(KIND_SNAPSHOT, snap.to_wire(), signer, compress=True)
+
+
+def seal_delta(delta: Delta, signer: Signer) -> bytes:
+    return seal(KIND_DELTA, delta.to_wire(), signer)
+
+
+def write_keys(path: Path, signer: Signer) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({str(signer.kid): signer.public_key_b64}))
+    return path
+
+
+async def eventually(check: Any, timeout: float = 5.0, what: str = "") -> Any:  # noqa: ASYNC109
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what or check}")
+        await asyncio.sleep(0.02)
+
+
+@dataclass
+class FakeHub:
+    """Plays the hub over MQTT: collects events, sync requests and statuses; sends signed messages."""
+
+    client: aiomqtt.Client
+    signer: Signer
+    topics: Topics = field(default_factory=Topics)
+    auto_ack: bool = True
+    events: list[Any] = field(default_factory=list)  # unique CheckinEvents in arrival order
+    batches: list[EventBatch] = field(default_factory=list)
+    syncs: list[SyncRequest] = field(default_factory=list)
+    statuses: list[GateStatus] = field(default_factory=list)
+
+    async def _loop(self) -> None:
+        async for m in self.client.messages:
+            topic = str(m.topic)
+            payload = m.payload if isinstance(m.payload, bytes) else str(m.payload).encode()
+            if not payload:
+                continue
+            device, leaf = self.topics.parse_device_topic(topic)
+            if leaf == "events":
+                batch = parse_message(EventBatch, payload)
+                self.batches.append(batch)
+                seen = {e.event_id for e in self.events}
+                self.events.extend(e for e in batch.events if e.event_id not in seen)
+                if self.auto_ack:
+                    await self.ack(device, [e.event_id for e in batch.events])
+            elif leaf == "sync":
+                self.syncs.append(parse_message(SyncRequest, payload))
+            elif leaf == "status":
+                self.statuses.append(parse_message(GateStatus, payload))
+
+    async def ack(self, device: str, event_ids: list[str], signer: Signer | None = None) -> None:
+        body = {"device_id": device, "event_ids": event_ids, "at": time.time()}
+        await self.client.publish(self.topics.ack(device), seal(KIND_ACK, body, signer or self.signer), qos=1)
+
+    async def send(self, topic: str, payload: bytes) -> None:
+        await self.client.publish(topic, payload, qos=1)
+
+    def last_status(self, device: str) -> GateStatus | None:
+        mine = [s for s in self.statuses if s.device_id == device]
+        return mine[-1] if mine else None
+
+
+@asynccontextmanager
+async def fake_hub(port: int, signer: Signer, *, auto_ack: bool = True) -> AsyncIterator[FakeHub]:
+    async with aiomqtt.Client("127.0.0.1", port, identifier=f"hub-{os.getpid()}-{time.monotonic_ns()}",
+                              protocol=aiomqtt.ProtocolVersion.V5, timeout=5) as client:
+        hub = FakeHub(client, signer, auto_ack=auto_ack)
+        for leaf in ("events", "sync", "status"):
+            await client.subscribe(hub.topics.all_devices(leaf), qos=1)
+        task = asyncio.create_task(hub._loop())
+        try:
+            yield hub
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+
+class Socat:
+    """``socat -d -d pty,raw,echo=0,link=A pty,raw,echo=0,link=B``: ``device`` plays the scanner."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.device = str(tmp / "ttyDEV")
+        self.app = str(tmp / "ttyAPP")
+        self.proc: subprocess.Popen[str] | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            ["socat", "-d", "-d", f"pty,raw,echo=0,link={self.device}", f"pty,raw,echo=0,link={self.app}"],
+            stderr=subprocess.PIPE, text=True)
+        assert self.proc.stderr is not None
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            line = self.proc.stderr.readline()
+            if "starting data transfer loop" in line:
+                return
+            if not line and self.proc.poll() is not None:
+                break
+        raise AssertionError("socat did not start")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(5)
+        if self.proc is not None and self.proc.stderr is not None:
+            self.proc.stderr.close()
+        self.proc = None
+
+
+def journal_ids(path: Path) -> list[str]:
+    import sqlite3
+
+    with sqlite3.connect(path) as db:
+        return [r[0] for r in db.execute("SELECT event_id FROM journal ORDER BY seq")]
+
+
+PTY_NAME = re.compile(r"PTY is (\S+)")
