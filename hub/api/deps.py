@@ -1,4 +1,8 @@
-"""Request dependencies: the hub context and role-checked principals."""
+"""Request dependencies: the hub context and role-checked principals.
+
+They are ``async`` so FastAPI runs them on the event loop instead of a thread-pool hop each; the only
+I/O among them is a session lookup, which is cached for a few seconds (see ``auth.authenticate``).
+"""
 
 from __future__ import annotations
 
@@ -15,7 +19,7 @@ from hub.services.context import HubContext, Principal
 _bearer = HTTPBearer(auto_error=False)
 
 
-def get_ctx(request: Request) -> HubContext:
+async def get_ctx(request: Request) -> HubContext:
     ctx: HubContext = request.app.state.ctx
     return ctx
 
@@ -23,14 +27,14 @@ def get_ctx(request: Request) -> HubContext:
 Ctx = Annotated[HubContext, Depends(get_ctx)]
 
 
-def current_user(ctx: Ctx, creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> Principal:
+async def current_user(ctx: Ctx, creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> Principal:
     if creds is None:
         raise Unauthenticated("log in first: POST /api/v1/auth/login, then send 'Authorization: Bearer <token>'")
     return auth.authenticate(ctx, creds.credentials)
 
 
 def roles(*names: str) -> Callable[[Principal], Principal]:
-    def check(who: Annotated[Principal, Depends(current_user)]) -> Principal:
+    async def check(who: Annotated[Principal, Depends(current_user)]) -> Principal:
         auth.require(who, *names)
         return who
 

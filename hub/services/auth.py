@@ -82,15 +82,28 @@ def login(ctx: HubContext, username: str, password: str) -> dict[str, Any]:
     return {"token": token, "role": user.role, "expires_at": expires}
 
 
+SESSION_CACHE_SECONDS = 30.0  # a looked-up login token is trusted this long without a database read
+
+
 def authenticate(ctx: HubContext, token: str) -> Principal:
+    key = _token_hash(token)
+    now = ctx.clock()
+    cached = ctx.session_cache.get(key)
+    if cached is not None and cached[1] > now:
+        return cached[0]
     with ctx.db.read() as conn:
         row = conn.execute(select(users.c.id, users.c.username, users.c.role, sessions.c.expires_at)
                            .select_from(sessions.join(users, users.c.id == sessions.c.user_id))
-                           .where(sessions.c.token_hash == _token_hash(token))).first()
-    if row is None or row.expires_at < ctx.clock():
+                           .where(sessions.c.token_hash == key)).first()
+    if row is None or row.expires_at < now:
+        ctx.session_cache.pop(key, None)
         raise Unauthenticated("the login token is missing, unknown or expired; log in again at "
                               "POST /api/v1/auth/login")
-    return Principal(row.id, row.username, row.role)
+    who = Principal(row.id, row.username, row.role)
+    if len(ctx.session_cache) > 10_000:
+        ctx.session_cache.clear()
+    ctx.session_cache[key] = (who, min(now + SESSION_CACHE_SECONDS, row.expires_at))
+    return who
 
 
 def require(who: Principal, *roles: str) -> None:

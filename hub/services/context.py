@@ -47,6 +47,7 @@ class HubContext:
     publish: Publish = _drop  # thread-safe; called only after the transaction committed
     keyring: Keyring = field(init=False)
     rules_cache: dict[int, Any] = field(default_factory=dict)  # channel id -> (group, rules, performances)
+    session_cache: dict[str, tuple[Principal, float]] = field(default_factory=dict)  # token hash -> (who, until)
 
     def __post_init__(self) -> None:
         self.keyring = Keyring.of(self.signer)
