@@ -70,6 +70,9 @@ def parse_token(text: str) -> tuple[TicketToken, bytes, bytes]:
         raise MalformedError("ticket token is not base64url") from exc
     if len(raw) != _RAW_LEN:
         raise MalformedError("ticket token has the wrong length")
+    if base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii") != text:
+        # the last character carries 2 data bits; other spellings of it must not pass as this token
+        raise MalformedError("ticket token is not in canonical base64url")
     body, sig = raw[: _LAYOUT.size], raw[_LAYOUT.size :]
     version, kid, ticket, perf, ttype, vfrom, vuntil, persons = _LAYOUT.unpack(body)
     if version != TOKEN_VERSION:

@@ -6,7 +6,7 @@ I/O among them is a session lookup, which is cached for a few seconds (see ``aut
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -33,7 +33,7 @@ async def current_user(ctx: Ctx, creds: Annotated[HTTPAuthorizationCredentials |
     return auth.authenticate(ctx, creds.credentials)
 
 
-def roles(*names: str) -> Callable[[Principal], Principal]:
+def roles(*names: str) -> Callable[[Principal], Awaitable[Principal]]:
     async def check(who: Annotated[Principal, Depends(current_user)]) -> Principal:
         auth.require(who, *names)
         return who

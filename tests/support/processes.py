@@ -128,15 +128,17 @@ class GateProcess(_Process):
         self.config = workdir / "gate.toml"
         self.config.write_text(
             f'device_id = "{device_id}"\ngroup_id = {group_id}\nchannel_id = {channel_id}\n'
-            f'data_dir = "{self.data_dir}"\nhub_keys_file = "{keys_file}"\nstatus_interval = 2.0\n'
+            f'data_dir = "{self.data_dir}"\nhub_keys_file = "{keys_file}"\nstatus_interval = 0.5\n'
             f'[mqtt]\nhost = "127.0.0.1"\nport = {mqtt_port}\nprefix = "{prefix}"\n'
             f'[scanner]\nurl = "{self.scanner.device}"\n')
 
     def start(self) -> None:
         if self.scanner.proc is None:
             self.scanner.start()
+        readies = self.logs().count("gate ready")  # the log file is appended to across restarts
         self._spawn(["-m", "gate_agent", "--config", str(self.config)])
-        wait_for(lambda: self._check_alive() and "gate ready" in self.logs(), timeout=20, what="gate ready")
+        wait_for(lambda: self._check_alive() and self.logs().count("gate ready") > readies,
+                 timeout=20, what="gate ready")
 
     def _check_alive(self) -> bool:
         if not self.alive():
