@@ -1,6 +1,6 @@
 """Benchmark: event batches from many simulated gates, counted only when the signed ack arrives.
 
-    .venv/bin/python bench/hub_ingest.py [--gates 20] [--batches 15] [--raw 20000]
+    .venv/bin/python bench/hub_ingest.py [--gates 20] [--batches 15] [--admitted 3000] [--raw 20000]
 
 Also measures raw paho-mqtt QoS 1 loopback throughput (one publisher, one subscriber) on the same
 broker. Prints one JSON object as its last line.
@@ -19,6 +19,7 @@ import uuid
 from pathlib import Path
 
 import aiomqtt
+import httpx
 import paho.mqtt.client as paho
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -64,18 +65,29 @@ def raw_paho(port: int, n: int) -> float:
     return got[0] / elapsed
 
 
-def make_batches(device: str, show: dict[str, int], batches: int) -> list[tuple[list[str], bytes]]:
+def sell(base: str, headers: dict[str, str], show: dict[str, int], n: int) -> list[int]:
+    """Real tickets, so that admissions make the hub count them and sign a "used" delta each."""
+    with httpx.Client(base_url=base, headers=headers, timeout=30) as client:
+        return [client.post("/tickets", json={"performance_id": show["performance"], "ticket_type_id": show["adult"],
+                                              "holder_name": f"P{i}"}).raise_for_status().json()["id"]
+                for i in range(n)]
+
+
+def make_batches(device: str, show: dict[str, int], batches: int,
+                 admit: list[int]) -> list[tuple[list[str], bytes]]:
     out = []
     seq = 0
     for _ in range(batches):
         events = []
         for _ in range(200):
             seq += 1
+            ticket = admit.pop() if admit else None
             events.append(CheckinEvent(event_id=uuid.uuid4().hex, device_id=device, group_id=show["group"],
-                                       channel_id=show["channel"], seq=seq, reason=Reason.ALREADY_USED,
-                                       ticket_id=100_000 + seq, performance_id=show["performance"],
-                                       ticket_type_id=show["adult"], persons=0, scanned_at=time.time(),
-                                       offline=True, excerpt=None))
+                                       channel_id=show["channel"], seq=seq,
+                                       reason=Reason.ADMITTED if ticket else Reason.ALREADY_USED,
+                                       ticket_id=ticket or 100_000 + seq, performance_id=show["performance"],
+                                       ticket_type_id=show["adult"], persons=1 if ticket else 0,
+                                       scanned_at=time.time(), offline=True, excerpt=None))
         out.append(([e.event_id for e in events], dump_message(EventBatch(device_id=device, events=events))))
     return out
 
@@ -100,8 +112,10 @@ async def one_gate(port: int, device: str, batches: list[tuple[list[str], bytes]
         await sender
 
 
-async def ingest(port: int, show: dict[str, int], gates: int, batches: int) -> dict[str, float]:
-    plans = {f"bench-gate-{i}": make_batches(f"bench-gate-{i}", show, batches) for i in range(gates)}
+async def ingest(port: int, show: dict[str, int], gates: int, batches: int,
+                 admit: list[int]) -> dict[str, float]:
+    share = [admit[i::gates] for i in range(gates)]
+    plans = {f"bench-gate-{i}": make_batches(f"bench-gate-{i}", show, batches, share[i]) for i in range(gates)}
     acked: set[str] = set()
     started = time.perf_counter()
     await asyncio.gather(*(one_gate(port, d, b, acked) for d, b in plans.items()))
@@ -116,17 +130,21 @@ def main() -> None:
     parser.add_argument("--gates", type=int, default=20)
     parser.add_argument("--batches", type=int, default=15)
     parser.add_argument("--raw", type=int, default=20000)
+    parser.add_argument("--admitted", type=int, default=3000,
+                        help="events that admit a real ticket (each costs the hub a signed delta); the rest are denials")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         hub = HubProcess(Path(tmp))
         hub.start()
         try:
-            show = hub.setup_show(hub.admin_headers())
-            result = asyncio.run(ingest(hub.broker.port, show, args.gates, args.batches))
+            headers = hub.admin_headers()
+            show = hub.setup_show(headers)
+            admit = sell(hub.base, headers, show, args.admitted)
+            result = asyncio.run(ingest(hub.broker.port, show, args.gates, args.batches, admit))
             raw = raw_paho(hub.broker.port, args.raw)
         finally:
             hub.stop()
-    result.update({"bench": "hub_ingest", "lost": result["events"] - result["acked"],
+    result.update({"bench": "hub_ingest", "admitted_events": args.admitted, "lost": result["events"] - result["acked"],
                    "raw_paho_qos1_msgs_per_s": round(raw, 1),
                    "ratio_events_to_raw": round(result["events_per_s"] / raw, 2)})
     print(json.dumps(result))

@@ -34,6 +34,16 @@ def build_context(settings: Settings) -> HubContext:
                       token_ttl=settings.token_ttl_hours * 3600)
 
 
+async def _checkpoint_loop(ctx: HubContext, every: float = 1.0) -> None:
+    """Keep the SQLite WAL short without making any request pay for the checkpoint's fsync."""
+    while True:
+        await asyncio.sleep(every)
+        try:
+            await asyncio.to_thread(ctx.db.checkpoint)
+        except Exception:
+            log.exception("WAL checkpoint failed; will retry")
+
+
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
@@ -44,12 +54,14 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     ctx.publish = bridge.publish_threadsafe
     app.state.ctx, app.state.bridge = ctx, bridge
     task = asyncio.create_task(bridge.run(), name="mqtt-bridge")
+    checkpoints = asyncio.create_task(_checkpoint_loop(ctx), name="wal-checkpoint")
     try:
         yield
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        for t in (task, checkpoints):
+            t.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
         ctx.db.dispose()
         log.info("hub stopped")
 

@@ -25,7 +25,9 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
-    for pragma in ("journal_mode=WAL", "busy_timeout=10000", "foreign_keys=ON", "synchronous=NORMAL"):
+    # WAL checkpoints run from a background thread (Database.checkpoint), not inside a request's commit.
+    for pragma in ("journal_mode=WAL", "busy_timeout=10000", "foreign_keys=ON", "synchronous=NORMAL",
+                   "wal_autocheckpoint=0"):
         cur.execute(f"PRAGMA {pragma}")
     cur.close()
 
@@ -58,16 +60,31 @@ class Database:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._write_lock = threading.Lock()
+        self._writer: Connection | None = None  # one long-lived connection for writes: no pool checkout
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
-        with self._write_lock, self.engine.begin() as conn:
-            yield conn
+        with self._write_lock:
+            if self._writer is None or self._writer.invalidated or self._writer.closed:
+                self._writer = self.engine.connect()
+            with self._writer.begin():
+                yield self._writer
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
         with self.engine.connect() as conn, conn.begin():
             yield conn
 
+    def checkpoint(self) -> None:
+        """Copy the WAL back into the database file (PASSIVE: never waits for, nor blocks, a writer)."""
+        if self.engine.dialect.name != "sqlite":
+            return
+        with self.engine.connect() as conn:
+            conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+
     def dispose(self) -> None:
+        with self._write_lock:
+            if self._writer is not None:
+                self._writer.close()
+                self._writer = None
         self.engine.dispose()
