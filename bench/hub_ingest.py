@@ -23,7 +23,7 @@ import httpx
 import paho.mqtt.client as paho
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _hubproc import HubProcess
+from _hubproc import BenchHub
 
 from protocol.messages import CheckinEvent, EventBatch, dump_message
 from protocol.reasons import Reason
@@ -131,10 +131,10 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=15)
     parser.add_argument("--raw", type=int, default=20000)
     parser.add_argument("--admitted", type=int, default=3000,
-                        help="events that admit a real ticket (each costs the hub a signed delta); the rest are denials")
+                        help="events admitting a real ticket (each costs a signed delta); the rest are denials")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        hub = HubProcess(Path(tmp))
+        hub = BenchHub(Path(tmp))
         hub.start()
         try:
             headers = hub.admin_headers()

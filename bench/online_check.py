@@ -22,7 +22,7 @@ from pathlib import Path
 import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _hubproc import HubProcess
+from _hubproc import BenchHub
 from raw import raw_verify_us
 
 
@@ -75,7 +75,8 @@ wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = os.getenv("AUTH")
 request = function()
   i = i + 1
-  return wrk.format(nil, nil, nil, '{"token":"' .. tokens[(i % #tokens) + 1] .. '","channel_id":' .. os.getenv("CHANNEL") .. '}')
+  local token = tokens[(i % #tokens) + 1]
+  return wrk.format(nil, nil, nil, '{"token":"' .. token .. '","channel_id":' .. os.getenv("CHANNEL") .. '}')
 end
 done = function(summary, latency, requests)
   io.write(string.format("WRK %d %f %f %f %d\\n", summary.requests, summary.duration / 1e6,
@@ -122,7 +123,7 @@ async def paced_checks(session: aiohttp.ClientSession, base: str, channel: int, 
             "p50_ms": pct(latencies, 0.5), "p99_ms": pct(latencies, 0.99)}
 
 
-async def run(args: argparse.Namespace, hub: HubProcess) -> dict[str, object]:
+async def run(args: argparse.Namespace, hub: BenchHub) -> dict[str, object]:
     headers = hub.admin_headers()
     show = hub.setup_show(headers)
     connector = aiohttp.TCPConnector(limit=64)
@@ -153,7 +154,7 @@ def main() -> None:
     parser.add_argument("--wrk-seconds", type=int, default=8, help="length of the wrk run (if wrk is installed)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        hub = HubProcess(Path(tmp))
+        hub = BenchHub(Path(tmp))
         hub.start()
         try:
             result = asyncio.run(run(args, hub))

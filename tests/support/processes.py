@@ -65,9 +65,10 @@ class HubProcess(_Process):
     name = "hub"
 
     def __init__(self, workdir: Path, mqtt_port: int, prefix: str = "venue", http_port: int | None = None,
-                 admin_password: str = ADMIN_PASSWORD) -> None:
+                 admin_password: str = ADMIN_PASSWORD, log_level: str = "INFO") -> None:
         super().__init__(workdir)
         self.admin_password = admin_password
+        self.log_level = log_level
         self.http_port = http_port or free_port()
         self.base_url = f"http://127.0.0.1:{self.http_port}"
         self.config = workdir / "hub.toml"
@@ -81,7 +82,7 @@ class HubProcess(_Process):
         self.api = httpx.Client(base_url=self.base_url + "/api/v1", timeout=10)
 
     def start(self) -> None:
-        self._spawn(["-m", "hub", "--config", str(self.config)],
+        self._spawn(["-m", "hub", "--config", str(self.config), "--log-level", self.log_level],
                     {"HUB__ADMIN__PASSWORD": self.admin_password})
         wait_for(self._healthy, timeout=20, what="hub health")
         token = self.api.post("/auth/login", json={"username": "admin", "password": self.admin_password})
