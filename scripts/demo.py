@@ -50,8 +50,13 @@ Ready.
 Tickets sold for performance {show.performance_id}:""")
         for label, t in tickets:
             print(f"  #{t['id']:<4} {label}\n        scripts/scan.sh {t['token']}")
-        print("  Refund one:     curl -X POST -H 'Authorization: Bearer <token from /auth/login>' "
-              f"{hub.base_url}/api/v1/tickets/<id>/refund\n\nGate output follows (Ctrl-C to stop):\n", flush=True)
+        api = f"{hub.base_url}/api/v1"
+        login = (f"curl -s {api}/auth/login -H 'Content-Type: application/json' "
+                 f"-d '{{\"username\":\"admin\",\"password\":\"{password}\"}}' | "
+                 "python3 -c 'import sys,json; print(json.load(sys.stdin)[\"token\"])'")
+        print(f"  Refund #1, then scan it again (the gate says refunded within a second):\n"
+              f"        curl -X POST {api}/tickets/1/refund -H \"Authorization: Bearer $({login})\" "
+              "-H 'Content-Type: application/json' -d '{}'\n\nGate output follows (Ctrl-C to stop):\n", flush=True)
         (ROOT / "var" / "demo" / "scanner").unlink(missing_ok=True)
         (ROOT / "var" / "demo" / "scanner").symlink_to(scan_port)
         shown = 0
