@@ -43,6 +43,7 @@ class CheckinEvent(_Message):
     source: Literal["serial", "qr", "nfc", "online", "keyboard"] = "serial"
     scanned_at: float = Field(description="unix time of the scan on the device clock")
     excerpt: str | None = Field(None, max_length=64, description="printable start of unreadable input")
+    annuls: EventId | None = Field(None, description="for reason 'annulled': the admission event taken back")
 
     @property
     def admitted(self) -> bool:
@@ -76,6 +77,8 @@ class GateStatus(_Message):
     whitelist_seq: int | None = None
     outbox: int | None = None
     version: str | None = None
+    health: dict[str, Literal["ok", "missing", "error", "disabled"]] | None = Field(
+        None, description="per part (turnstile, scanner, camera, rfid, ...): its state")
 
 
 class SyncRequest(_Message):

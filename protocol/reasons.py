@@ -16,6 +16,9 @@ class Reason(StrEnum):
     TOO_EARLY = "too_early"
     TOO_LATE = "too_late"
     ALREADY_USED = "already_used"
+    # Not decisions on a scan, but events a gate reports about a decision it made:
+    ANNULLED = "annulled"  # admitted, but nobody passed in time: the entry is taken back
+    EXIT = "exit"  # a passage in the exit direction
 
     @property
     def admitted(self) -> bool:
@@ -41,4 +44,6 @@ _TEXT: dict[Reason, tuple[str, str]] = {
     Reason.TOO_EARLY: ("Doors are not open yet. Please wait.", "尚未检票，请稍候"),
     Reason.TOO_LATE: ("This performance has ended.", "本场演出已结束"),
     Reason.ALREADY_USED: ("Ticket already used.", "此票已检"),
+    Reason.ANNULLED: ("Nobody passed in time; please scan again.", "未在规定时间内通行，请重新刷票"),
+    Reason.EXIT: ("Goodbye. Please keep your ticket to come back in.", "再见，再次入场请保留门票"),
 }
