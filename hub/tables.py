@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sqlalchemy import (
+    JSON,
     BigInteger,
     Boolean,
     Column,
@@ -131,6 +132,7 @@ checkin_events = Table(
     Column("received_at", Float, nullable=False),
     Column("conflict", Boolean, nullable=False, default=False),
     Column("excerpt", String(64)),
+    Column("annuls", String(32)),  # for reason "annulled": the admission event it takes back
 )
 
 whitelist_deltas = Table(
@@ -153,4 +155,5 @@ devices = Table(
     Column("whitelist_seq", Integer),
     Column("outbox", Integer),
     Column("version", String(64)),
+    Column("health", JSON),  # {"turnstile": "ok", "camera": "missing", ...}
 )

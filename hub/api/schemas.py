@@ -154,6 +154,7 @@ class CheckinOut(BaseModel):
     scanned_at: float
     received_at: float
     conflict: bool
+    annuls: str | None = None
 
 
 class DeviceOut(BaseModel):
@@ -166,6 +167,7 @@ class DeviceOut(BaseModel):
     whitelist_seq: int | None
     outbox: int | None
     version: str | None
+    health: dict[str, str] | None = None
 
 
 class AuditOut(BaseModel):

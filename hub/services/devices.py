@@ -14,7 +14,8 @@ from protocol.messages import GateStatus
 def record_status(ctx: HubContext, status: GateStatus) -> None:
     values = {"kind": status.kind, "state": status.state, "last_seen": max(status.at, 0.0),
               "group_id": status.group_id, "channel_id": status.channel_id,
-              "whitelist_seq": status.whitelist_seq, "outbox": status.outbox, "version": status.version}
+              "whitelist_seq": status.whitelist_seq, "outbox": status.outbox, "version": status.version,
+              "health": status.health}
     if status.state == "offline":  # a Last Will knows only the state; keep what the device said before
         values = {"state": "offline", "last_seen": values["last_seen"]}
     with ctx.db.write() as conn:

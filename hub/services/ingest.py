@@ -73,7 +73,8 @@ def _row(e: CheckinEvent, received_at: float, conflict: bool) -> dict[str, Any]:
             "device_seq": e.seq, "reason": e.reason.value, "ticket_id": e.ticket_id,
             "performance_id": e.performance_id, "ticket_type_id": e.ticket_type_id, "persons": e.persons,
             "direction": e.direction, "offline": e.offline, "source": e.source, "scanned_at": e.scanned_at,
-            "received_at": received_at, "conflict": conflict, "excerpt": e.excerpt}
+            "received_at": received_at, "conflict": conflict, "excerpt": e.excerpt,
+            "annuls": e.annuls}
 
 
 def store_batches(ctx: HubContext, batches: Sequence[EventBatch]) -> list[Outgoing]:
