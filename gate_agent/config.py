@@ -62,9 +62,9 @@ class GateConfig(BaseSettings):
     hub_keys_file: Path = Field(Path("var/hub/keys.json"),
                                 description='JSON {"kid": "<base64 Ed25519 public key>"} exported by the hub')
     status_interval: float = Field(10.0, gt=0, description="seconds between heartbeat status messages")
-    mqtt: MqttConfig = Field(default_factory=MqttConfig, description="MQTT connection")  # type: ignore[arg-type]
-    scanner: ScannerConfig = Field(default_factory=ScannerConfig, description="barcode scanner")  # type: ignore[arg-type]
-    actuator: ActuatorConfig = Field(default_factory=ActuatorConfig, description="gate actuator")  # type: ignore[arg-type]
+    mqtt: MqttConfig = Field(default_factory=MqttConfig, description="MQTT connection")
+    scanner: ScannerConfig = Field(default_factory=ScannerConfig, description="barcode scanner")
+    actuator: ActuatorConfig = Field(default_factory=ActuatorConfig, description="gate actuator")
 
     @classmethod
     def settings_customise_sources(

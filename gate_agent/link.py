@@ -78,7 +78,7 @@ class Link:
     def _status(self, state: str) -> bytes:
         seq = self.store.whitelist_seq if self.store.installed else None
         return dump_message(GateStatus(
-            device_id=self.opt.device_id, state=state, at=time.time(), kind=self.opt.kind,  # type: ignore[arg-type]
+            device_id=self.opt.device_id, state=state, at=time.time(), kind=self.opt.kind,
             group_id=self.opt.group_id, channel_id=self.opt.channel_id, whitelist_seq=seq,
             outbox=self.store.outbox_count(), version=__version__))
 

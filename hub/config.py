@@ -41,9 +41,9 @@ class Settings(BaseSettings):
     key_file: Path = Field(Path("var/hub/signing.key"), description="Ed25519 seed file, created 0600 if missing")
     key_id: int = Field(1, ge=0, le=255, description="key id written into tokens and envelopes")
     token_ttl_hours: float = Field(12.0, gt=0, description="lifetime of an API login token")
-    http: HttpSettings = Field(default_factory=HttpSettings, description="HTTP API")  # type: ignore[arg-type]
-    mqtt: MqttSettings = Field(default_factory=MqttSettings, description="MQTT bridge")  # type: ignore[arg-type]
-    admin: AdminSettings = Field(default_factory=AdminSettings, description="bootstrap admin")  # type: ignore[arg-type]
+    http: HttpSettings = Field(default_factory=HttpSettings, description="HTTP API")
+    mqtt: MqttSettings = Field(default_factory=MqttSettings, description="MQTT bridge")
+    admin: AdminSettings = Field(default_factory=AdminSettings, description="bootstrap admin")
 
 
 def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
