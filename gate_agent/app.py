@@ -7,6 +7,7 @@ import contextlib
 import json
 import logging
 import signal
+from collections.abc import Callable
 from pathlib import Path
 
 from gate_agent import ConfigError
@@ -14,6 +15,7 @@ from gate_agent.actuator import Actuator, LoggingActuator
 from gate_agent.checkin import Checker, Station
 from gate_agent.config import GateConfig
 from gate_agent.link import Link, LinkOptions
+from gate_agent.online import OnlineChecker, OnlineOptions
 from gate_agent.scanner import Scanner
 from gate_agent.store import Store
 from protocol.errors import MalformedError
@@ -42,6 +44,14 @@ def link_options(cfg: GateConfig) -> LinkOptions:
     )
 
 
+def make_online(cfg: GateConfig) -> OnlineChecker | None:
+    if not cfg.online.enabled:
+        return None
+    return OnlineChecker(OnlineOptions(
+        url=cfg.online.url, username=cfg.online.username, password=cfg.online.password.get_secret_value(),
+        device_id=cfg.device_id, channel_id=cfg.channel_id, timeout=cfg.online.timeout_s))
+
+
 def make_actuator(cfg: GateConfig) -> Actuator:
     return LoggingActuator(cfg.device_id)  # the only kind so far ("log")
 
@@ -54,10 +64,15 @@ async def run_gate(cfg: GateConfig, stop: asyncio.Event | None = None) -> None:
         loop.add_signal_handler(sig, stop.set)
     keyring = load_keyring(cfg.hub_keys_file)
     with Store.open(cfg.data_dir) as store:
-        link = Link(link_options(cfg), store, keyring)
+        health: dict[str, Callable[[], str]] = {}  # part -> its state, reported in every heartbeat
+        link = Link(link_options(cfg), store, keyring, health=lambda: {k: f() for k, f in health.items()})
         station = Station(cfg.device_id, cfg.group_id, cfg.channel_id)
-        checker = Checker(station, store, keyring, make_actuator(cfg), on_event=link.wake)
+        online = make_online(cfg)
+        checker = Checker(station, store, keyring, make_actuator(cfg), on_event=link.wake, online=online)
         scanner = Scanner(cfg.scanner.url, checker.scan, baudrate=cfg.scanner.baudrate)
+        health["scanner"] = scanner.health
+        if online is not None:
+            health["online"] = online.health
         log.info("store open: whitelist seq %s, %d entries, %d events waiting for the hub",
                  store.whitelist_seq, store.entry_count(), store.outbox_count())
         link_task = asyncio.create_task(link.run(), name="link")
@@ -77,6 +92,8 @@ async def run_gate(cfg: GateConfig, stop: asyncio.Event | None = None) -> None:
         link_task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await link_task
+        if online is not None:
+            await online.aclose()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.remove_signal_handler(sig)
     log.info("stopped")

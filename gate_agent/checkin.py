@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from gate_agent.actuator import Actuator
+from gate_agent.online import OnlineChecker
 from gate_agent.store import Store
 from protocol.decision import Decision, decision_for_error, validate
 from protocol.errors import MalformedError, SignatureError
@@ -52,8 +53,10 @@ class Checker:
 
     def __init__(self, station: Station, store: Store, keyring: Keyring, actuator: Actuator, *,
                  on_event: Callable[[CheckinEvent], None] | None = None,
+                 online: OnlineChecker | None = None,
                  clock: Callable[[], float] = time.time) -> None:
         self.station = station
+        self.online = online  # handheld online mode: ask the hub first, fall back to deciding offline
         self.store = store
         self.keyring = keyring
         self.actuator = actuator
@@ -75,12 +78,27 @@ class Checker:
         history = self.store.usage(token.ticket_id)
         return validate(token, entry, channel, rules.performance_ids, history, now)
 
-    def record(self, decision: Decision, text: str, source: Source, now: float) -> CheckinEvent:
+    async def decide_online_first(self, text: str, now: float, event_id: str) -> tuple[Decision, bool]:
+        """(decision, decided offline?). Only a well-signed token is worth the hub's time."""
+        if self.online is not None:
+            try:
+                token = decode_token(text, self.keyring)
+            except (MalformedError, SignatureError):
+                pass
+            else:
+                answer = await self.online.check(text, token, event_id)
+                if answer is not None:
+                    return answer, False
+        return self.decide(text, now), True
+
+    def record(self, decision: Decision, text: str, source: Source, now: float, *,
+               event_id: str | None = None, offline: bool = True) -> CheckinEvent:
         event = CheckinEvent(
-            event_id=uuid.uuid4().hex, device_id=self.station.device_id, group_id=self.station.group_id,
+            event_id=event_id or uuid.uuid4().hex, device_id=self.station.device_id,
+            group_id=self.station.group_id,
             channel_id=self.station.channel_id, seq=self.store.next_seq(), reason=decision.reason,
             ticket_id=decision.ticket_id, performance_id=decision.performance_id,
-            ticket_type_id=decision.ticket_type_id, persons=decision.persons, offline=True, source=source,
+            ticket_type_id=decision.ticket_type_id, persons=decision.persons, offline=offline, source=source,
             scanned_at=now, excerpt=excerpt(text) if decision.reason is Reason.MALFORMED else None,
         )
         self.store.record(event)
@@ -89,8 +107,12 @@ class Checker:
     async def scan(self, text: str, source: Source = "serial", now: float | None = None) -> CheckinEvent:
         """Decide ``text``, journal it durably, then drive the actuator and wake the sender."""
         now = self.clock() if now is None else now
-        decision = self.decide(text, now)
-        event = self.record(decision, text, source, now)
+        event_id = uuid.uuid4().hex
+        if self.online is None:
+            decision, offline = self.decide(text, now), True
+        else:
+            decision, offline = await self.decide_online_first(text, now, event_id)
+        event = self.record(decision, text, source, now, event_id=event_id, offline=offline)
         log.info("scan %s", decision.reason,
                  extra={"ticket_id": decision.ticket_id, "event_id": event.event_id, "seq": event.seq,
                         "reason": str(decision.reason)})

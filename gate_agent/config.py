@@ -47,6 +47,14 @@ class ActuatorConfig(_Section):
     kind: Literal["log"] = Field("log", description="actuator driver; only the simulated 'log' actuator so far")
 
 
+class OnlineConfig(_Section):
+    enabled: bool = Field(False, description="handheld online mode: ask the hub first, then decide offline")
+    url: str = Field("http://127.0.0.1:8000", description="the hub's base URL")
+    username: str = Field("", description="hub user with the security or ops role, for online checks")
+    password: SecretStr = Field(SecretStr(""), description="that user's password; never logged")
+    timeout_s: float = Field(0.5, gt=0, le=0.5, description="budget of one online check (at most 500 ms)")
+
+
 class GateConfig(BaseSettings):
     """Configuration of one gate agent."""
 
@@ -65,6 +73,7 @@ class GateConfig(BaseSettings):
     mqtt: MqttConfig = Field(default_factory=MqttConfig, description="MQTT connection")
     scanner: ScannerConfig = Field(default_factory=ScannerConfig, description="barcode scanner")
     actuator: ActuatorConfig = Field(default_factory=ActuatorConfig, description="gate actuator")
+    online: OnlineConfig = Field(default_factory=OnlineConfig, description="handheld online mode")
 
     @classmethod
     def settings_customise_sources(

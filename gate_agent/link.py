@@ -52,8 +52,10 @@ class LinkOptions:
 class Link:
     """Keeps one MQTT session to the hub alive; run :meth:`run` as a task, then :meth:`stop`."""
 
-    def __init__(self, options: LinkOptions, store: Store, keyring: Keyring) -> None:
+    def __init__(self, options: LinkOptions, store: Store, keyring: Keyring, *,
+                 health: Callable[[], dict[str, str]] | None = None) -> None:
         self.opt = options
+        self.health = health  # part name -> "ok" | "missing" | "error" | "disabled", sent in every status
         self.store = store
         self.keyring = keyring
         self.topics = Topics(options.prefix)
@@ -80,7 +82,8 @@ class Link:
         return dump_message(GateStatus(
             device_id=self.opt.device_id, state=state, at=time.time(), kind=self.opt.kind,
             group_id=self.opt.group_id, channel_id=self.opt.channel_id, whitelist_seq=seq,
-            outbox=self.store.outbox_count(), version=__version__))
+            outbox=self.store.outbox_count(), version=__version__,
+            health=self.health() if self.health is not None and state == "online" else None))
 
     def _client_for(self) -> aiomqtt.Client:
         will = aiomqtt.Will(self.topics.status(self.opt.device_id), self._status("offline"), qos=1, retain=True)

@@ -70,6 +70,10 @@ class Scanner:
         self.reopen_delay = reopen_delay
         self.connected = asyncio.Event()
 
+    def health(self) -> str:
+        """"ok" while the port is open and being read, "missing" while it is being reopened."""
+        return "ok" if self.connected.is_set() else "missing"
+
     async def _open(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter | None]:
         if self.url == "stdin":
             loop = asyncio.get_running_loop()

@@ -128,3 +128,16 @@ def test_config_names_the_bad_key(tmp_path: Path) -> None:
     good = tmp_path / "ok.toml"
     good.write_text('key_id = 2\n[mqtt]\nport = 1884\n')
     assert load_settings(good).mqtt.port == 1884
+
+
+def test_a_retried_online_check_returns_the_first_answer(hub: Hub) -> None:
+    """A handheld whose first answer timed out asks again with the same event id: still one admission."""
+    show = setup_show(hub)
+    ticket = sell(hub, show)
+    body = {"token": ticket["token"], "channel_id": show["channel"], "device_id": "hh-1", "event_id": "e" * 32}
+    first = hub.client.post("/api/v1/checkins/online", json=body, headers=hub.admin).json()
+    retry = hub.client.post("/api/v1/checkins/online", json=body, headers=hub.admin).json()
+    assert first == retry and first["admitted"] and first["event_id"] == "e" * 32
+    assert check(hub, ticket["token"], show["channel"])["reason"] == "already_used"
+    journal = hub.client.get(f"/api/v1/checkins?ticket_id={ticket['id']}", headers=hub.admin).json()
+    assert sorted(e["reason"] for e in journal) == ["admitted", "already_used"]

@@ -54,7 +54,8 @@ def void(ticket_id: int, body: CancelIn, ctx: Ctx, who: Sales) -> TicketOut:
 async def online_check(body: OnlineCheckIn, ctx: Ctx, _who: Checker) -> OnlineCheckOut:
     # Runs on the event loop: one short SQLite write (well under a millisecond) costs less than the
     # thread-pool hop, and handhelds wait on this answer with a 500 ms budget.
-    return OnlineCheckOut(**checkins.online_check(ctx, body.token, body.channel_id, body.device_id))
+    return OnlineCheckOut(**checkins.online_check(ctx, body.token, body.channel_id, body.device_id,
+                                                  event_id=body.event_id))
 
 
 @router.get("/checkins", tags=["checkins"])

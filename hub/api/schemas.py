@@ -125,6 +125,8 @@ class OnlineCheckIn(_In):
     token: str = Field(max_length=4096)
     channel_id: int
     device_id: str = Field("hub-online", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    event_id: str | None = Field(None, pattern=r"^[0-9a-f]{32}$",
+                                 description="the device's own event id: a retried check returns the first answer")
 
 
 class OnlineCheckOut(BaseModel):

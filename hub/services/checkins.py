@@ -60,8 +60,24 @@ def _decide(ctx: HubContext, conn: Connection, token: TicketToken | None, channe
     return group_id, decision, outgoing
 
 
-def online_check(ctx: HubContext, token_text: str, channel_id: int, device_id: str) -> dict[str, Any]:
-    """Verify, decide, journal and (if admitted) count one scan, all in one write transaction."""
+def _answer(event_id: str, reason: Reason, ticket_id: int | None, persons: int) -> dict[str, Any]:
+    return {"event_id": event_id, "reason": reason.value, "admitted": reason is Reason.ADMITTED,
+            "text_en": reason.text_en, "text_zh": reason.text_zh, "ticket_id": ticket_id, "persons": persons}
+
+
+def _earlier_answer(conn: Connection, event_id: str) -> dict[str, Any] | None:
+    row = conn.execute(select(checkin_events.c.reason, checkin_events.c.ticket_id, checkin_events.c.persons)
+                       .where(checkin_events.c.event_id == event_id)).first()
+    return None if row is None else _answer(event_id, Reason(row.reason), row.ticket_id, row.persons)
+
+
+def online_check(ctx: HubContext, token_text: str, channel_id: int, device_id: str,
+                 event_id: str | None = None) -> dict[str, Any]:
+    """Verify, decide, journal and (if admitted) count one scan, all in one write transaction.
+
+    A device passes its own ``event_id``: asking again (its first answer timed out) returns the first
+    answer, and the same event later arriving over MQTT is stored once.
+    """
     token: TicketToken | None = None
     error: Decision | None = None
     try:
@@ -69,8 +85,10 @@ def online_check(ctx: HubContext, token_text: str, channel_id: int, device_id: s
     except (MalformedError, SignatureError) as exc:
         error = decision_for_error(exc)
     now = ctx.clock()
-    event_id = uuid.uuid4().hex
+    event_id = event_id or uuid.uuid4().hex
     with ctx.db.write() as conn:
+        if (earlier := _earlier_answer(conn, event_id)) is not None:
+            return earlier
         group_id, decision, outgoing = _decide(ctx, conn, token, channel_id, error, now)
         conn.execute(_INSERT_EVENT, dict(
             event_id=event_id, device_id=device_id, group_id=group_id, channel_id=channel_id, device_seq=0,
@@ -79,10 +97,7 @@ def online_check(ctx: HubContext, token_text: str, channel_id: int, device_id: s
             offline=False, source="online", scanned_at=now, received_at=now, conflict=False,
             excerpt=None if token else _printable(token_text)))
     ctx.publish_all(outgoing)
-    reason = decision.reason
-    return {"event_id": event_id, "reason": reason.value, "admitted": decision.admitted,
-            "text_en": reason.text_en, "text_zh": reason.text_zh, "ticket_id": decision.ticket_id,
-            "persons": decision.persons}
+    return _answer(event_id, decision.reason, decision.ticket_id, decision.persons)
 
 
 def _printable(text: str) -> str:
