@@ -168,3 +168,21 @@ def test_garbage_scanner_lines_are_journalled_and_the_gate_keeps_working(
         assert gate.scan(junk).reason == "malformed"
     assert gate.scan(ticket["token"]).reason == "admitted"
     assert gate.alive()
+
+
+def test_heartbeat_reports_each_part_and_an_unplugged_scanner(
+        hub: HubProcess, show: Show, gates: list[GateProcess]) -> None:
+    gate = gates[0]
+
+    def health() -> dict[str, str]:
+        row = next((d for d in hub.call("GET", "/devices") if d["device_id"] == gate.device_id), None)
+        return (row or {}).get("health") or {}
+
+    wait_for(lambda: health().get("scanner") == "ok", what="the scanner reported ok")
+    gate.scanner.stop()  # the USB scanner is pulled out
+    wait_for(lambda: health().get("scanner") == "missing", what="the scanner reported missing")
+    gate.scanner.start()  # and plugged back in
+    wait_for(lambda: health().get("scanner") == "ok", what="the scanner back to ok")
+    ticket = sell(hub, show)
+    wait_for(lambda: gate_is_current(gate, hub, show.group_id), what="the sale at the gate")
+    assert gate.scan(ticket["token"]).reason == "admitted"
