@@ -9,8 +9,6 @@ import asyncio
 import json
 import os
 import re
-import signal
-import subprocess
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -133,37 +131,6 @@ async def fake_hub(port: int, signer: Signer, *, auto_ack: bool = True) -> Async
         finally:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
-
-
-class Socat:
-    """``socat -d -d pty,raw,echo=0,link=A pty,raw,echo=0,link=B``: ``device`` plays the scanner."""
-
-    def __init__(self, tmp: Path) -> None:
-        self.device = str(tmp / "ttyDEV")
-        self.app = str(tmp / "ttyAPP")
-        self.proc: subprocess.Popen[str] | None = None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            ["socat", "-d", "-d", f"pty,raw,echo=0,link={self.device}", f"pty,raw,echo=0,link={self.app}"],
-            stderr=subprocess.PIPE, text=True)
-        assert self.proc.stderr is not None
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:
-            line = self.proc.stderr.readline()
-            if "starting data transfer loop" in line:
-                return
-            if not line and self.proc.poll() is not None:
-                break
-        raise AssertionError("socat did not start")
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            self.proc.wait(5)
-        if self.proc is not None and self.proc.stderr is not None:
-            self.proc.stderr.close()
-        self.proc = None
 
 
 def journal_ids(path: Path) -> list[str]:

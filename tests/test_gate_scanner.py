@@ -12,7 +12,8 @@ from gate_agent.scanner import MAX_LINE, LineSplitter, Scanner, decode_line
 from gate_agent.store import Store
 from protocol.keys import Keyring, Signer
 from protocol.reasons import Reason
-from tests.gate_helpers import NOW, Socat, eventually, token
+from tests.gate_helpers import NOW, eventually, token
+from tests.support.serial_pty import PtyPair
 from tests.test_gate_checkin import RecordingActuator
 
 
@@ -34,7 +35,7 @@ def write(dev: str, data: bytes) -> None:
 
 async def test_scanner_reads_codes_survives_junk_and_a_port_that_comes_back(
         tmp_path: Path, signer: Signer, keyring: Keyring) -> None:
-    socat = Socat(tmp_path)
+    socat = PtyPair(tmp_path)
     socat.start()
     lines: list[str] = []
 
@@ -43,12 +44,12 @@ async def test_scanner_reads_codes_survives_junk_and_a_port_that_comes_back(
         if text == "boom":
             raise RuntimeError("a handler bug must not stop the reader")
 
-    scanner = Scanner(socat.app, on_line, reopen_delay=0.2)
+    scanner = Scanner(str(socat.device), on_line, reopen_delay=0.2)
     task = asyncio.create_task(scanner.run())
     try:
         await asyncio.wait_for(scanner.connected.wait(), 5)
         code = token(signer, 7)
-        await asyncio.to_thread(write, socat.device, code.encode() + b"\r\n\r\n\n" + b"\x00\xff\xfe junk\n"
+        await asyncio.to_thread(write, str(socat.host), code.encode() + b"\r\n\r\n\n" + b"\x00\xff\xfe junk\n"
                                 + b"boom\n" + b"Z" * 2000 + b"\n" + "票-é\n".encode())
         await eventually(lambda: len(lines) == 5, what="5 lines")
         assert lines[0] == code and lines[1] == "\x00\ufffd\ufffd junk" and lines[2] == "boom"
@@ -56,11 +57,11 @@ async def test_scanner_reads_codes_survives_junk_and_a_port_that_comes_back(
         # unplug: socat dies, the link path disappears; the scanner retries until it is back
         socat.stop()
         await eventually(lambda: not scanner.connected.is_set(), what="scanner notices the unplug")
-        assert not Path(socat.app).exists()  # noqa: ASYNC240
+        assert not socat.device.exists()
         await asyncio.sleep(0.5)
         socat.start()
         await asyncio.wait_for(scanner.connected.wait(), 5)
-        await asyncio.to_thread(write, socat.device, b"after-replug\n")
+        await asyncio.to_thread(write, str(socat.host), b"after-replug\n")
         await eventually(lambda: lines[-1:] == ["after-replug"], what="reading resumed")
         assert not task.done()
     finally:
@@ -71,15 +72,15 @@ async def test_scanner_reads_codes_survives_junk_and_a_port_that_comes_back(
 
 async def test_garbage_from_the_scanner_is_journalled_as_malformed(tmp_path: Path, signer: Signer,
                                                                   keyring: Keyring) -> None:
-    socat = Socat(tmp_path)
+    socat = PtyPair(tmp_path)
     socat.start()
     with Store.open(tmp_path / "g") as store:
         checker = Checker(Station("gate-1", 1, 1), store, keyring, RecordingActuator(), clock=lambda: NOW)
-        scanner = Scanner(socat.app, checker.scan, reopen_delay=0.2)
+        scanner = Scanner(str(socat.device), checker.scan, reopen_delay=0.2)
         task = asyncio.create_task(scanner.run())
         try:
             await asyncio.wait_for(scanner.connected.wait(), 5)
-            await asyncio.to_thread(write, socat.device, b"\x00\x01\x02\xff\r\n\n" + b"Q" * 600 + b"\n"
+            await asyncio.to_thread(write, str(socat.host), b"\x00\x01\x02\xff\r\n\n" + b"Q" * 600 + b"\n"
                                     + token(signer, 3).encode() + b"\n")
             await eventually(lambda: len(store.journal()) == 3, what="3 journalled scans")
             reasons = [e["reason"] for e in store.journal()]

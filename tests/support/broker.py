@@ -8,7 +8,7 @@ import signal
 import subprocess
 from pathlib import Path
 
-from tests.support.net import free_port, port_open, wait_for
+from tests.support.net import free_port, port_open, stop_process, wait_for
 
 
 class Mosquitto:
@@ -48,13 +48,7 @@ class Mosquitto:
         wait_for(lambda: port_open(self.port), timeout=10, what=f"mosquitto on port {self.port}")
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop_process(self.proc, sig, timeout=5)
         self.proc = None
 
     def kill(self) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from tests.support.net import free_port, wait_for
+from tests.support.net import free_port, stop_process, wait_for
 from tests.support.serial_pty import PtyPair
 
 ADMIN_PASSWORD = "test-admin-password-1"
@@ -46,13 +46,7 @@ class _Process:
         return self.proc is not None and self.proc.poll() is None
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop_process(self.proc, sig)
         self.proc = None
 
     def kill(self) -> None:

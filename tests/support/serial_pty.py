@@ -7,6 +7,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from tests.support.net import stop_process
+
 
 class PtyPair:
     """``socat pty,link=device pty,link=host``: bytes written to ``host`` come out of ``device``."""
@@ -40,11 +42,5 @@ class PtyPair:
             fh.write(data + ending)
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop_process(self.proc, timeout=5)
         self.proc = None
