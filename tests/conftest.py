@@ -7,6 +7,8 @@ import pytest
 
 from protocol.keys import Keyring, Signer
 from tests.support.broker import Mosquitto
+from tests.support.processes import HubProcess
+from tests.support.scenario import Show, seed_show
 
 
 @pytest.fixture
@@ -28,3 +30,21 @@ def signer() -> Signer:
 @pytest.fixture
 def keyring(signer: Signer) -> Keyring:
     return Keyring.of(signer)
+
+
+@pytest.fixture
+def hub_process(broker: Mosquitto, tmp_path: Path) -> Iterator[HubProcess]:
+    """``python -m hub`` on the test's broker, logged in as admin; always stopped afterwards."""
+    proc = HubProcess(tmp_path / "hub", broker.port)
+    proc.start()
+    try:
+        yield proc
+    finally:
+        proc.stop()
+        proc.api.close()
+
+
+@pytest.fixture
+def show(hub_process: HubProcess) -> Show:
+    """A performance on sale now, with adult and staff ticket types and one channel for adults."""
+    return seed_show(hub_process)

@@ -18,7 +18,7 @@ from protocol.token import TicketToken, encode_token, parse_token
 from tests.support.broker import Mosquitto
 from tests.support.net import wait_for
 from tests.support.processes import GateProcess, HubProcess
-from tests.support.scenario import Show, seed_show, sell
+from tests.support.scenario import Show, sell
 
 
 def events_at_hub(hub: HubProcess, **params: Any) -> list[dict[str, Any]]:
@@ -27,19 +27,8 @@ def events_at_hub(hub: HubProcess, **params: Any) -> list[dict[str, Any]]:
 
 
 @pytest.fixture
-def hub(broker: Mosquitto, tmp_path: Path) -> Iterator[HubProcess]:
-    proc = HubProcess(tmp_path / "hub", broker.port)
-    proc.start()
-    try:
-        yield proc
-    finally:
-        proc.stop()
-        proc.api.close()
-
-
-@pytest.fixture
-def show(hub: HubProcess) -> Show:
-    return seed_show(hub)
+def hub(hub_process: HubProcess) -> HubProcess:
+    return hub_process
 
 
 @pytest.fixture

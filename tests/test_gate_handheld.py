@@ -15,10 +15,9 @@ from gate_agent.online import OnlineChecker, OnlineOptions
 from gate_agent.store import Store
 from protocol.decision import Decision
 from protocol.keys import Keyring
-from tests.support.broker import Mosquitto
 from tests.support.net import free_port
 from tests.support.processes import HubProcess
-from tests.support.scenario import Show, seed_show, sell
+from tests.support.scenario import Show, sell
 
 SECURITY_PASSWORD = "handheld-pass-1"
 
@@ -37,20 +36,10 @@ class Screen:
 
 
 @pytest.fixture
-def hub(broker: Mosquitto, tmp_path: Path) -> Iterator[HubProcess]:
-    proc = HubProcess(tmp_path / "hub", broker.port)
-    proc.start()
-    proc.call("POST", "/users", json={"username": "hh-staff", "password": SECURITY_PASSWORD, "role": "security"})
-    try:
-        yield proc
-    finally:
-        proc.stop()
-        proc.api.close()
-
-
-@pytest.fixture
-def show(hub: HubProcess) -> Show:
-    return seed_show(hub)
+def hub(hub_process: HubProcess) -> HubProcess:
+    hub_process.call("POST", "/users", json={"username": "hh-staff", "password": SECURITY_PASSWORD,
+                                             "role": "security"})
+    return hub_process
 
 
 @pytest.fixture
