@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Protocol, TextIO
+from typing import Protocol, TextIO, runtime_checkable
 
 from protocol.decision import Decision
+from protocol.messages import CheckinEvent
 
 log = logging.getLogger(__name__)
 
@@ -17,6 +18,15 @@ class Actuator(Protocol):
 
     async def reject(self, decision: Decision) -> None:
         """Keep the gate shut and show the reason."""
+
+
+@runtime_checkable
+class PassageActuator(Actuator, Protocol):
+    """An actuator that counts passages (a turnstile): after :meth:`admit` it also gets the journalled
+    admission, so it can confirm it or annul what was not used (see :mod:`gate_agent.turnstile`)."""
+
+    async def release(self, event: CheckinEvent) -> None:
+        """Release ``event.persons`` passages for this admission; must not wait for them."""
 
 
 def describe(device_id: str, decision: Decision) -> str:

@@ -9,6 +9,7 @@ import logging
 import signal
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gate_agent import ConfigError
 from gate_agent.actuator import Actuator, LoggingActuator
@@ -16,10 +17,15 @@ from gate_agent.checkin import Checker, Station
 from gate_agent.config import GateConfig
 from gate_agent.link import Link, LinkOptions
 from gate_agent.online import OnlineChecker, OnlineOptions
+from gate_agent.rfid import make_reader as make_rfid_reader
 from gate_agent.scanner import Scanner
 from gate_agent.store import Store
+from gate_agent.turnstile import GpioTurnstile
 from protocol.errors import MalformedError
 from protocol.keys import Keyring
+
+if TYPE_CHECKING:
+    from gate_agent.camera import QrCamera
 
 log = logging.getLogger(__name__)
 
@@ -52,11 +58,27 @@ def make_online(cfg: GateConfig) -> OnlineChecker | None:
         device_id=cfg.device_id, channel_id=cfg.channel_id, timeout=cfg.online.timeout_s))
 
 
-def make_actuator(cfg: GateConfig) -> Actuator:
-    return LoggingActuator(cfg.device_id)  # the only kind so far ("log")
+def make_camera(cfg: GateConfig, checker: Checker) -> QrCamera | None:
+    if not cfg.camera.enabled:
+        return None
+    from gate_agent.camera import CameraOptions, QrCamera  # OpenCV and numpy: ~40 MB, only when used
+
+    cam = cfg.camera
+
+    async def on_code(text: str) -> object:
+        return await checker.scan(text, "qr")
+
+    return QrCamera(CameraOptions(cam.source, cam.fps, cam.debounce_s, cam.width, cam.height, cam.loop), on_code)
 
 
-async def run_gate(cfg: GateConfig, stop: asyncio.Event | None = None) -> None:
+def make_actuator(cfg: GateConfig, pin_factory: object = None) -> Actuator:
+    """``pin_factory``: gpiozero's for the turnstile (None: the default, the real pins on a Pi)."""
+    if cfg.actuator.kind == "turnstile":
+        return GpioTurnstile(cfg.turnstile, device_id=cfg.device_id, pin_factory=pin_factory)
+    return LoggingActuator(cfg.device_id)
+
+
+async def run_gate(cfg: GateConfig, stop: asyncio.Event | None = None, *, pin_factory: object = None) -> None:
     """Run until ``stop`` is set (or SIGTERM/SIGINT), then announce offline and return."""
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -68,15 +90,29 @@ async def run_gate(cfg: GateConfig, stop: asyncio.Event | None = None) -> None:
         link = Link(link_options(cfg), store, keyring, health=lambda: {k: f() for k, f in health.items()})
         station = Station(cfg.device_id, cfg.group_id, cfg.channel_id)
         online = make_online(cfg)
-        checker = Checker(station, store, keyring, make_actuator(cfg), on_event=link.wake, online=online)
+        checker = Checker(station, store, keyring, make_actuator(cfg, pin_factory), on_event=link.wake,
+                          online=online)
+        turnstile = checker.actuator if isinstance(checker.actuator, GpioTurnstile) else None
+        if turnstile is not None:
+            turnstile.bind(checker.report)
+            await turnstile.start()
+            health["turnstile"] = turnstile.health
         scanner = Scanner(cfg.scanner.url, checker.scan, baudrate=cfg.scanner.baudrate)
         health["scanner"] = scanner.health
+        camera = make_camera(cfg, checker)
+        if camera is not None:
+            health["camera"] = camera.health
         if online is not None:
             health["online"] = online.health
+        rfid = make_rfid_reader(cfg.rfid, checker) if cfg.rfid.enabled else None
+        if rfid is not None:
+            health["rfid"] = rfid.health
         log.info("store open: whitelist seq %s, %d entries, %d events waiting for the hub",
                  store.whitelist_seq, store.entry_count(), store.outbox_count())
         link_task = asyncio.create_task(link.run(), name="link")
         scan_task = asyncio.create_task(scanner.run(), name="scanner")
+        camera_task = asyncio.create_task(camera.run(), name="camera") if camera is not None else None
+        rfid_task = asyncio.create_task(rfid.run(), name="rfid") if rfid is not None else None
         ready = asyncio.create_task(scanner.connected.wait())
         stopping = asyncio.create_task(stop.wait())
         await asyncio.wait({ready, stopping}, return_when=asyncio.FIRST_COMPLETED)
@@ -88,6 +124,14 @@ async def run_gate(cfg: GateConfig, stop: asyncio.Event | None = None) -> None:
         scan_task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await scan_task
+        if camera_task is not None:
+            camera_task.cancel()
+            await asyncio.gather(camera_task, return_exceptions=True)
+        if rfid_task is not None:
+            rfid_task.cancel()
+            await asyncio.gather(rfid_task, return_exceptions=True)
+        if turnstile is not None:
+            await turnstile.aclose()  # locks; annulments of unfinished releases go to the outbox
         await link.stop()
         link_task.cancel()
         with contextlib.suppress(asyncio.CancelledError):

@@ -12,10 +12,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from gate_agent.actuator import Actuator
+from gate_agent.actuator import Actuator, PassageActuator
 from gate_agent.online import OnlineChecker
 from gate_agent.store import Store
-from protocol.decision import Decision, decision_for_error, validate
+from protocol.decision import Decision, decision_for_error, validate, validate_card
 from protocol.errors import MalformedError, SignatureError
 from protocol.keys import Keyring
 from protocol.messages import CheckinEvent
@@ -100,8 +100,39 @@ class Checker:
             ticket_id=decision.ticket_id, performance_id=decision.performance_id,
             ticket_type_id=decision.ticket_type_id, persons=decision.persons, offline=offline, source=source,
             scanned_at=now, excerpt=excerpt(text) if decision.reason is Reason.MALFORMED else None,
+            card_id=decision.card_id,
         )
         self.store.record(event)
+        return event
+
+    async def _actuate(self, decision: Decision, event: CheckinEvent) -> None:
+        if decision.admitted:
+            await self.actuator.admit(decision)
+            if isinstance(self.actuator, PassageActuator):  # a turnstile: confirm or annul the admission
+                await self.actuator.release(event)
+        else:
+            await self.actuator.reject(decision)
+
+    def report(self, reason: Reason, *, persons: int = 0, direction: Literal["entry", "exit"] = "entry",
+               about: CheckinEvent | None = None) -> CheckinEvent:
+        """Journal an event the gate observed itself (an annulment, an exit passage) and wake the sender.
+
+        ``about`` is the admission an annulment takes back: its ticket, card, type and source are kept.
+        """
+        now = self.clock()
+        fields = {"event_id": uuid.uuid4().hex, "seq": self.store.next_seq(), "reason": reason,
+                  "persons": persons, "direction": direction, "offline": True, "scanned_at": now,
+                  "excerpt": None, "annuls": about.event_id if about is not None and reason is Reason.ANNULLED
+                  else None}
+        base = about.model_dump() if about is not None else {
+            "device_id": self.station.device_id, "group_id": self.station.group_id,
+            "channel_id": self.station.channel_id}
+        event = CheckinEvent.model_validate({**base, **fields})
+        self.store.record(event)
+        log.info("report %s", reason, extra={"ticket_id": event.ticket_id, "event_id": event.event_id,
+                                              "seq": event.seq, "reason": str(reason)})
+        if self.on_event is not None:
+            self.on_event(event)
         return event
 
     async def scan(self, text: str, source: Source = "serial", now: float | None = None) -> CheckinEvent:
@@ -116,10 +147,25 @@ class Checker:
         log.info("scan %s", decision.reason,
                  extra={"ticket_id": decision.ticket_id, "event_id": event.event_id, "seq": event.seq,
                         "reason": str(decision.reason)})
-        if decision.admitted:
-            await self.actuator.admit(decision)
-        else:
-            await self.actuator.reject(decision)
+        await self._actuate(decision, event)
+        if self.on_event is not None:
+            self.on_event(event)
+        return event
+
+    async def tap(self, key: str, now: float | None = None) -> CheckinEvent:
+        """Decide a member card / annual pass by its UID hash (:func:`protocol.cards.card_key`), offline.
+
+        Today's entries are counted locally; the admission is counted in the journalling transaction.
+        """
+        now = self.clock() if now is None else now
+        card = self.store.card(key)
+        used = self.store.card_entries(card.card_id, now) if card is not None else 0
+        decision = validate_card(card, self.station.channel_id, used, now)
+        event = self.record(decision, "", "nfc", now)
+        log.info("card tap %s (card %s)", decision.reason, decision.card_id,
+                 extra={"event_id": event.event_id, "seq": event.seq,
+                        "reason": str(decision.reason)})
+        await self._actuate(decision, event)
         if self.on_event is not None:
             self.on_event(event)
         return event

@@ -12,9 +12,9 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -43,8 +43,73 @@ class ScannerConfig(_Section):
     baudrate: int = Field(9600, gt=0, description="serial baud rate")
 
 
+class CameraConfig(_Section):
+    """A camera reading QR tickets; see :mod:`gate_agent.camera`."""
+
+    enabled: bool = Field(False, description="read QR codes from a camera as well as the serial scanner")
+    source: int | str = Field("/dev/video0", description="V4L2 device path or index (0 = /dev/video0); "
+                              "or, to simulate a camera, a video file, an image folder, or a pattern like f_%04d.png")
+    fps: float = Field(15.0, gt=0, le=120, description="frames read per second, at most")
+    debounce_s: float = Field(2.0, ge=0, le=60, description="a code held in view is reported once; "
+                              "again only after it has been out of view this many seconds")
+    width: int = Field(640, gt=0, le=4096, description="frame width requested from a camera device")
+    height: int = Field(480, gt=0, le=4096, description="frame height requested from a camera device")
+    loop: bool = Field(False, description="a video file or image folder starts over at its end instead of stopping")
+
+
 class ActuatorConfig(_Section):
-    kind: Literal["log"] = Field("log", description="actuator driver; only the simulated 'log' actuator so far")
+    kind: Literal["log", "turnstile"] = Field(
+        "log", description="actuator driver: 'log' (prints decisions) or 'turnstile' (gpiozero, see [turnstile])")
+
+
+class TurnstileConfig(_Section):
+    """The tripod turnstile (三辊闸) on GPIO (BCM pin numbers); see :mod:`gate_agent.turnstile`."""
+
+    entry_relay_pin: int = Field(17, ge=0, le=53, description="relay that releases the entry direction")
+    exit_relay_pin: int = Field(18, ge=0, le=53, description="relay that frees the exit direction")
+    entry_sensor_pin: int = Field(27, ge=0, le=53, description="passage sensor, entry direction (one edge a person)")
+    exit_sensor_pin: int = Field(22, ge=0, le=53, description="passage sensor, exit direction")
+    green_lamp_pin: int = Field(23, ge=0, le=53, description="green lamp: on while a release is in progress")
+    red_lamp_pin: int = Field(24, ge=0, le=53, description="red lamp: lit for reject_lamp_ms on a rejection")
+    buzzer_pin: int = Field(25, ge=0, le=53, description="buzzer: short beep on admit, long beep on reject")
+    relay_active_high: bool = Field(False, description="relay board input polarity; most boards are active-low")
+    lamp_active_high: bool = Field(True, description="lamp and buzzer driver polarity")
+    sensor_pull_up: bool = Field(True, description="sensors are contacts to GND with the internal pull-up")
+    sensor_bounce_ms: int = Field(20, ge=0, le=1000, description="sensor debounce in ms; 0 disables it")
+    relay_mode: Literal["pulse", "hold"] = Field(
+        "pulse", description="'pulse': one pulse_ms pulse per person; 'hold': relay on until all passed or timeout")
+    pulse_ms: int = Field(200, ge=10, le=5000, description="length of one release pulse in 'pulse' mode")
+    passage_timeout: float = Field(10.0, gt=0, le=600,
+                                   description="seconds each person has to pass; then lock and annul the rest")
+    exit_free: bool = Field(True, description="hold the exit relay released so people leave freely; "
+                                              "every exit-sensor passage is reported as an 'exit' event")
+    short_beep_ms: int = Field(100, ge=0, le=5000, description="admit beep length; 0 = silent")
+    long_beep_ms: int = Field(600, ge=0, le=5000, description="reject beep length; 0 = silent")
+    reject_lamp_ms: int = Field(1500, ge=0, le=10000, description="how long the red lamp stays lit on a rejection")
+    sim_patron: bool = Field(True, description="--sim only: a simulated patron walks through after each release")
+    sim_patron_delay: float = Field(1.0, ge=0, le=60, description="--sim only: seconds before the patron walks")
+
+    @model_validator(mode="after")
+    def _distinct_pins(self) -> TurnstileConfig:
+        pins = [self.entry_relay_pin, self.exit_relay_pin, self.entry_sensor_pin, self.exit_sensor_pin,
+                self.green_lamp_pin, self.red_lamp_pin, self.buzzer_pin]
+        if len(set(pins)) != len(pins):
+            raise ValueError(f"turnstile pins must be distinct, got {pins}")
+        return self
+
+
+class RfidConfig(_Section):
+    """An RFID/NFC reader (nfcpy) for member cards, annual passes and NFC tickets; see :mod:`gate_agent.rfid`."""
+
+    enabled: bool = Field(False, description="read member cards / NFC tickets with an nfcpy reader")
+    path: str = Field("usb", min_length=1, description="nfcpy device path: 'usb', 'usb:054c:06c1', "
+                      "'tty:USB0:pn532', or 'udp:host:port' to read a simulated card")
+    targets: tuple[Annotated[str, Field(pattern=r"^(106A|106B|212F|424F)$")], ...] = Field(
+        ("106A", "212F"), min_length=1, description="technologies polled: 106A (MIFARE/NTAG/DESFire), "
+        "106B, 212F/424F (FeliCa); each unanswered one costs a sense round")
+    debounce_s: float = Field(1.5, ge=0, le=60, description="a card held on the reader is read once; "
+                              "again only after it has been away this many seconds")
+    retry_s: float = Field(3.0, gt=0, le=600, description="seconds between attempts to open a missing reader")
 
 
 class OnlineConfig(_Section):
@@ -72,7 +137,10 @@ class GateConfig(BaseSettings):
     status_interval: float = Field(10.0, gt=0, description="seconds between heartbeat status messages")
     mqtt: MqttConfig = Field(default_factory=MqttConfig, description="MQTT connection")
     scanner: ScannerConfig = Field(default_factory=ScannerConfig, description="barcode scanner")
+    rfid: RfidConfig = Field(default_factory=RfidConfig, description="RFID/NFC card reader")
+    camera: CameraConfig = Field(default_factory=CameraConfig, description="camera QR reader")
     actuator: ActuatorConfig = Field(default_factory=ActuatorConfig, description="gate actuator")
+    turnstile: TurnstileConfig = Field(default_factory=TurnstileConfig, description="tripod turnstile on GPIO")
     online: OnlineConfig = Field(default_factory=OnlineConfig, description="handheld online mode")
 
     @classmethod

@@ -2,7 +2,8 @@
 
 Tables: ``meta`` (group, whitelist seq, rules), ``entries`` (the whitelist, looked up by primary
 key per scan so 100,000 tickets stay on disk), ``usage`` (admissions made here), ``journal``
-(every decision, forever) and ``outbox`` (events not yet acknowledged by the hub).
+(every decision, forever) and ``outbox`` (events not yet acknowledged by the hub); ``cards`` (member
+cards / annual passes by UID hash) and ``card_usage`` (admissions per card per local day).
 
 Recording a scan is one transaction (journal + outbox + usage), so after a crash or power loss a
 decision is either fully recorded or was never shown to the patron.
@@ -12,13 +13,16 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from protocol.cards import CardEntry
 from protocol.decision import UsageHistory
 from protocol.messages import CheckinEvent
+from protocol.reasons import Reason
 from protocol.whitelist import Delta, GroupRules, WhitelistEntry
 
 _SCHEMA = """
@@ -29,8 +33,21 @@ CREATE TABLE IF NOT EXISTS entries (
 CREATE TABLE IF NOT EXISTS usage (ticket_id INTEGER PRIMARY KEY, entries INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS journal (seq INTEGER PRIMARY KEY, event_id TEXT NOT NULL UNIQUE, event TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS outbox (seq INTEGER PRIMARY KEY, event_id TEXT NOT NULL UNIQUE, event TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS cards (key TEXT PRIMARY KEY, card_id INTEGER NOT NULL, wire TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS card_usage (
+    card_id INTEGER NOT NULL, day TEXT NOT NULL, entries INTEGER NOT NULL, PRIMARY KEY (card_id, day));
 """
 _INSERT_ENTRY = "INSERT OR REPLACE INTO entries VALUES (?, ?, ?, ?, ?, ?)"
+_INSERT_CARD = "INSERT OR REPLACE INTO cards VALUES (?, ?, ?)"
+
+
+def local_day(ts: float) -> str:
+    """The gate's local calendar day of ``ts``: the unit of a card's entries per day."""
+    return time.strftime("%Y-%m-%d", time.localtime(ts))
+
+
+def _card_row(c: CardEntry) -> tuple[str, int, str]:
+    return c.key, c.card_id, json.dumps(c.to_wire(), separators=(",", ":"))
 
 
 class Store:
@@ -98,13 +115,15 @@ class Store:
                         ("rules", json.dumps(rules.to_wire(), separators=(",", ":")))])
 
     def install_snapshot(self, group_id: int, seq: int, rules: GroupRules,
-                         entries: Iterable[WhitelistEntry]) -> int:
+                         entries: Iterable[WhitelistEntry], cards: Iterable[CardEntry] = ()) -> int:
         """Replace the whole whitelist atomically. Call only with a verified snapshot."""
         rows = ((e.ticket_id, e.performance_id, e.ticket_type_id, e.persons, int(e.revoked), e.used)
                 for e in entries)
         with self._transaction() as db:
             db.execute("DELETE FROM entries")
             db.executemany(_INSERT_ENTRY, rows)
+            db.execute("DELETE FROM cards")
+            db.executemany(_INSERT_CARD, (_card_row(c) for c in cards))
             self._set_meta(db, group_id, seq, rules)
             count = int(db.execute("SELECT COUNT(*) FROM entries").fetchone()[0])
         self.group_id, self.whitelist_seq, self.rules = group_id, seq, rules
@@ -120,6 +139,8 @@ class Store:
                 e = delta.entry
                 db.execute(_INSERT_ENTRY, (e.ticket_id, e.performance_id, e.ticket_type_id, e.persons,
                                            int(e.revoked), e.used))
+            if delta.card is not None:
+                db.execute(_INSERT_CARD, _card_row(delta.card))
             self._set_meta(db, delta.group_id, delta.seq, rules)
         self.group_id, self.whitelist_seq, self.rules = delta.group_id, delta.seq, rules
 
@@ -131,6 +152,17 @@ class Store:
 
     def entry_count(self) -> int:
         return int(self._db.execute("SELECT COUNT(*) FROM entries").fetchone()[0])
+
+    def card(self, key: str) -> CardEntry | None:
+        """The card whose UID hashes to ``key`` (:func:`protocol.cards.card_key`), if the hub sent it."""
+        row = self._db.execute("SELECT wire FROM cards WHERE key = ?", (key,)).fetchone()
+        return CardEntry.from_wire(json.loads(row[0])) if row else None
+
+    def card_entries(self, card_id: int, now: float) -> int:
+        """Admissions of the card recorded here on the local day of ``now``."""
+        row = self._db.execute("SELECT entries FROM card_usage WHERE card_id = ? AND day = ?",
+                               (card_id, local_day(now))).fetchone()
+        return int(row[0]) if row else 0
 
     # ---- scans -------------------------------------------------------------------------------
 
@@ -152,7 +184,21 @@ class Store:
             if event.admitted and event.ticket_id is not None:
                 db.execute("INSERT INTO usage VALUES (?, 1) ON CONFLICT(ticket_id) "
                            "DO UPDATE SET entries = entries + 1", (event.ticket_id,))
+            if event.admitted and event.card_id is not None and event.direction == "entry":
+                db.execute("INSERT INTO card_usage VALUES (?, ?, 1) ON CONFLICT(card_id, day) "
+                           "DO UPDATE SET entries = entries + 1", (event.card_id, local_day(event.scanned_at)))
+            if event.reason is Reason.ANNULLED and event.annuls is not None:
+                self._give_back(db, event)
         self._next_seq += 1
+
+    @staticmethod
+    def _give_back(db: sqlite3.Connection, annulment: CheckinEvent) -> None:
+        """A full annulment (nobody of the admission passed) takes the ticket's admission back here."""
+        row = db.execute("SELECT event FROM journal WHERE event_id = ?", (annulment.annuls,)).fetchone()
+        admission = CheckinEvent.model_validate_json(row[0]) if row else None
+        if (admission is not None and admission.admitted and admission.ticket_id is not None
+                and admission.persons == annulment.persons):
+            db.execute("UPDATE usage SET entries = MAX(entries - 1, 0) WHERE ticket_id = ?", (admission.ticket_id,))
 
     # ---- outbox ------------------------------------------------------------------------------
 

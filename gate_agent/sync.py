@@ -10,6 +10,7 @@ from enum import StrEnum
 from typing import Any
 
 from gate_agent.store import Store
+from protocol.cards import CardEntry
 from protocol.envelope import open_envelope
 from protocol.errors import MalformedError
 from protocol.keys import Keyring
@@ -31,26 +32,27 @@ def verify(payload: bytes, keyring: Keyring) -> tuple[str, Any]:
     return open_envelope(payload, keyring, kinds=WHITELIST_KINDS)
 
 
-def _snapshot_parts(body: Any) -> tuple[int, int, GroupRules, list[Any]]:
+def _snapshot_parts(body: Any) -> tuple[int, int, GroupRules, list[Any], list[CardEntry]]:
     """The header of a snapshot body; entries stay raw so 100k of them are never objects at once."""
     try:
         group_id, seq = int(body["group_id"]), int(body["seq"])
         float(body["generated_at"])
         rules = GroupRules.from_wire(body["rules"])
         entries = body["entries"]
+        cards = [CardEntry.from_wire(c) for c in body.get("cards") or []]  # absent in old snapshots
     except (KeyError, TypeError, ValueError) as exc:
         raise MalformedError("whitelist snapshot is malformed") from exc
     if not isinstance(entries, list):
         raise MalformedError("whitelist snapshot entries are not a list")
     if rules.group_id != group_id:
         raise MalformedError("whitelist snapshot's rules name another group")
-    return group_id, seq, rules, entries
+    return group_id, seq, rules, entries, cards
 
 
 def apply(kind: str, body: Any, store: Store, group_id: int) -> Outcome:
     """Apply a verified whitelist message to ``store`` for our ``group_id``."""
     if kind == KIND_SNAPSHOT:
-        snap_group, seq, rules, raw = _snapshot_parts(body)
+        snap_group, seq, rules, raw, cards = _snapshot_parts(body)
         if snap_group != group_id:
             log.warning("ignoring a whitelist snapshot for group %s (ours is %s)", snap_group, group_id)
             return Outcome.OTHER_GROUP
@@ -58,8 +60,8 @@ def apply(kind: str, body: Any, store: Store, group_id: int) -> Outcome:
             log.debug("ignoring an old whitelist snapshot %s (have %s)", seq, store.whitelist_seq)
             return Outcome.DUPLICATE
         # entries are validated inside the install transaction: one bad row rolls the whole install back
-        count = store.install_snapshot(snap_group, seq, rules, (WhitelistEntry.from_wire(r) for r in raw))
-        log.info("whitelist snapshot %s installed: %d entries", seq, count, extra={"seq": seq})
+        count = store.install_snapshot(snap_group, seq, rules, (WhitelistEntry.from_wire(r) for r in raw), cards)
+        log.info("whitelist snapshot %s installed: %d entries, %d cards", seq, count, len(cards), extra={"seq": seq})
         return Outcome.INSTALLED
     if kind != KIND_DELTA:
         raise MalformedError(f"not a whitelist kind: {kind!r}")

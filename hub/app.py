@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from hub.api import routes_admin, routes_catalog, routes_checkin
+from hub.api import routes_admin, routes_cards, routes_catalog, routes_checkin
 from hub.bridge import MqttBridge
 from hub.config import Settings
 from hub.db import Database, make_engine, migrate
@@ -77,6 +77,6 @@ def create_app(settings: Settings) -> FastAPI:
                   description="Tickets, check-in rules, online check-in and whitelists for the gates.")
     app.state.settings = settings
     app.add_exception_handler(HubError, _hub_error)
-    for module in (routes_admin, routes_catalog, routes_checkin):
+    for module in (routes_admin, routes_catalog, routes_checkin, routes_cards):
         app.include_router(module.router, prefix=API_PREFIX)
     return app

@@ -133,6 +133,22 @@ checkin_events = Table(
     Column("conflict", Boolean, nullable=False, default=False),
     Column("excerpt", String(64)),
     Column("annuls", String(32)),  # for reason "annulled": the admission event it takes back
+    Column("card_id", Integer),  # a member card / annual pass event (source "nfc")
+)
+
+member_cards = Table(  # member cards and annual passes; the raw UID is never stored
+    "member_cards", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("uid_hash", String(32), nullable=False, unique=True),  # protocol.cards.card_key(uid)
+    Column("kind", String(16), nullable=False),  # member, annual
+    Column("holder_name", String(200), nullable=False),
+    Column("valid_from", Float, nullable=False),
+    Column("valid_until", Float, nullable=False),
+    Column("channel_ids", JSON, nullable=False),
+    Column("entries_per_day", Integer, nullable=False),
+    Column("revoked", Boolean, nullable=False, default=False),
+    Column("revoked_reason", String(200)),
+    Column("created_at", Float, nullable=False),
 )
 
 whitelist_deltas = Table(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from protocol.cards import CardEntry
 from protocol.errors import MalformedError, SignatureError
 from protocol.reasons import Reason
 from protocol.token import TicketToken
@@ -28,6 +29,7 @@ class Decision:
     performance_id: int | None = None
     ticket_type_id: int | None = None
     persons: int = 0  # persons admitted; 0 unless admitted
+    card_id: int | None = None  # a member card / annual pass decision (see validate_card)
 
     @property
     def admitted(self) -> bool:
@@ -74,3 +76,24 @@ def validate(
         return deny(Reason.ALREADY_USED)
     return Decision(Reason.ADMITTED, token.ticket_id, token.performance_id, token.ticket_type_id,
                     entry.persons)
+
+
+def validate_card(card: CardEntry | None, channel_id: int, entries_today: int, now: float) -> Decision:
+    """Decide one member card / annual pass tap at one channel; ``entries_today`` counts this day's admissions."""
+    if card is None:
+        return Decision(Reason.UNKNOWN)
+
+    def deny(reason: Reason) -> Decision:
+        return Decision(reason, card_id=card.card_id)
+
+    if card.revoked:
+        return deny(Reason.REVOKED)
+    if channel_id not in card.channel_ids:
+        return deny(Reason.WRONG_CHANNEL)
+    if now < card.valid_from:
+        return deny(Reason.TOO_EARLY)
+    if now > card.valid_until:
+        return deny(Reason.TOO_LATE)
+    if entries_today >= card.entries_per_day:
+        return deny(Reason.ALREADY_USED)
+    return Decision(Reason.ADMITTED, persons=1, card_id=card.card_id)

@@ -44,6 +44,7 @@ class CheckinEvent(_Message):
     scanned_at: float = Field(description="unix time of the scan on the device clock")
     excerpt: str | None = Field(None, max_length=64, description="printable start of unreadable input")
     annuls: EventId | None = Field(None, description="for reason 'annulled': the admission event taken back")
+    card_id: int | None = Field(None, description="a member card / annual pass decision: the hub's card id")
 
     @property
     def admitted(self) -> bool:

@@ -12,14 +12,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
+from protocol.cards import CardEntry
 from protocol.errors import MalformedError
 
 KIND_SNAPSHOT = "whitelist.snapshot"
 KIND_DELTA = "whitelist.delta"
 WHITELIST_KINDS = {KIND_SNAPSHOT, KIND_DELTA}
 
-DeltaOp = Literal["sale", "refund", "void", "change", "used", "rules"]
-DELTA_OPS: frozenset[str] = frozenset({"sale", "refund", "void", "change", "used", "rules"})
+DeltaOp = Literal["sale", "refund", "void", "change", "used", "rules", "card"]
+DELTA_OPS: frozenset[str] = frozenset({"sale", "refund", "void", "change", "used", "rules", "card"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,18 +94,21 @@ class Snapshot:
     generated_at: float
     rules: GroupRules
     entries: list[WhitelistEntry]
+    cards: list[CardEntry] = field(default_factory=list)  # member cards / annual passes; absent in old snapshots
 
     def to_wire(self) -> dict[str, Any]:
         return {"group_id": self.group_id, "seq": self.seq, "generated_at": self.generated_at,
-                "rules": self.rules.to_wire(), "entries": [e.to_wire() for e in self.entries]}
+                "rules": self.rules.to_wire(), "entries": [e.to_wire() for e in self.entries],
+                "cards": [c.to_wire() for c in self.cards]}
 
     @classmethod
     def from_wire(cls, data: Any) -> Snapshot:
         try:
             rules = GroupRules.from_wire(data["rules"])
             entries = [WhitelistEntry.from_wire(r) for r in data["entries"]]
+            cards = [CardEntry.from_wire(r) for r in data.get("cards") or []]
             snap = cls(int(data["group_id"]), int(data["seq"]), float(data["generated_at"]),
-                       rules, entries)
+                       rules, entries, cards)
         except (KeyError, TypeError, ValueError) as exc:
             raise MalformedError("whitelist snapshot is malformed") from exc
         if rules.group_id != snap.group_id:
@@ -120,11 +124,15 @@ class Delta:
     op: DeltaOp
     entry: WhitelistEntry | None = None
     rules: GroupRules | None = None
+    card: CardEntry | None = None  # op "card": a member card / annual pass added or changed
 
     def to_wire(self) -> dict[str, Any]:
-        return {"group_id": self.group_id, "seq": self.seq, "at": self.at, "op": self.op,
+        wire = {"group_id": self.group_id, "seq": self.seq, "at": self.at, "op": self.op,
                 "entry": self.entry.to_wire() if self.entry else None,
                 "rules": self.rules.to_wire() if self.rules else None}
+        if self.card is not None:
+            wire["card"] = self.card.to_wire()
+        return wire
 
     @classmethod
     def from_wire(cls, data: Any) -> Delta:
@@ -134,9 +142,11 @@ class Delta:
                 raise MalformedError(f"unknown whitelist delta op {op!r}")
             entry = WhitelistEntry.from_wire(data["entry"]) if data.get("entry") is not None else None
             rules = GroupRules.from_wire(data["rules"]) if data.get("rules") is not None else None
-            delta = cls(int(data["group_id"]), int(data["seq"]), float(data["at"]), op, entry, rules)
+            card = CardEntry.from_wire(data["card"]) if data.get("card") is not None else None
+            delta = cls(int(data["group_id"]), int(data["seq"]), float(data["at"]), op, entry, rules, card)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise MalformedError("whitelist delta is malformed") from exc
-        if (op == "rules") != (rules is not None) or (op != "rules") != (entry is not None):
-            raise MalformedError(f"whitelist delta {op!r} lacks its entry or rules")
+        if ((op == "rules") != (rules is not None) or (op == "card") != (card is not None)
+                or (op not in ("rules", "card")) != (entry is not None)):
+            raise MalformedError(f"whitelist delta {op!r} lacks its entry, rules or card")
         return delta

@@ -157,6 +157,7 @@ class CheckinOut(BaseModel):
     received_at: float
     conflict: bool
     annuls: str | None = None
+    card_id: int | None = None
 
 
 class DeviceOut(BaseModel):

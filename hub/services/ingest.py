@@ -1,4 +1,5 @@
-"""Storing event batches from devices exactly once, counting admissions, flagging double admissions."""
+"""Storing event batches from devices exactly once, counting admissions, flagging double admissions,
+taking back admissions a turnstile annulled (nobody passed)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from hub.services.whitelist import emit_entry_deltas, entry_of
 from hub.tables import channels, checkin_events, tickets
 from protocol.envelope import seal
 from protocol.messages import KIND_ACK, AckPayload, CheckinEvent, EventBatch
+from protocol.reasons import Reason
 
 log = logging.getLogger(__name__)
 _CHUNK = 500  # bound parameters per IN (...) list
@@ -68,13 +70,51 @@ def _count_admissions(ctx: HubContext, conn: Connection, new: list[CheckinEvent]
     return conflicts, outgoing
 
 
+def _admissions(conn: Connection, ids: set[str], new: list[CheckinEvent]) -> dict[str, Any]:
+    """The admissions ``ids`` name: stored ones and those arriving in this same batch."""
+    found: dict[str, Any] = {e.event_id: e for e in new if e.event_id in ids}
+    cols = (checkin_events.c.event_id, checkin_events.c.device_id, checkin_events.c.reason,
+            checkin_events.c.ticket_id, checkin_events.c.persons, checkin_events.c.direction)
+    for chunk in _chunks(sorted(ids - found.keys())):
+        found.update({r.event_id: r for r in conn.execute(select(*cols).where(checkin_events.c.event_id.in_(chunk)))})
+    return found
+
+
+def _take_back(ctx: HubContext, conn: Connection, new: list[CheckinEvent]) -> list[Outgoing]:
+    """A full annulment (nobody of the admission passed the turnstile) takes the admission back:
+    ``used`` goes down by one (not below 0) and a "used" delta tells every gate. Partial ones only stay stored."""
+    annulments = {e.annuls: e for e in new if e.reason is Reason.ANNULLED and e.annuls is not None}
+    if not annulments:
+        return []
+    admissions = _admissions(conn, set(annulments), new)
+    taken: dict[int, int] = {}
+    for admission_id, e in annulments.items():
+        a = admissions.get(admission_id)
+        if (a is None or a.reason != Reason.ADMITTED or a.direction != "entry" or a.ticket_id is None
+                or a.device_id != e.device_id or a.ticket_id != e.ticket_id or a.persons != e.persons):
+            continue
+        taken[a.ticket_id] = taken.get(a.ticket_id, 0) + 1
+    rows = _by_id(conn, tickets, [tickets.c.performance_id, tickets.c.ticket_type_id, tickets.c.persons,
+                                  tickets.c.status, tickets.c.used], set(taken), lock=True)
+    changed = [{"tid": tid, "used": max(0, r.used - taken[tid])} for tid, r in rows.items()
+               if max(0, r.used - taken[tid]) != r.used]
+    if not changed:
+        return []
+    conn.execute(update(tickets).where(tickets.c.id == bindparam("tid")).values(used=bindparam("used")), changed)
+    log.info("annulled admission(s) taken back for ticket(s) %s", [c["tid"] for c in changed])
+    outgoing: list[Outgoing] = []
+    for c in changed:
+        outgoing.extend(emit_entry_deltas(ctx, conn, entry_of({**rows[c["tid"]]._mapping, "used": c["used"]}), "used"))
+    return outgoing
+
+
 def _row(e: CheckinEvent, received_at: float, conflict: bool) -> dict[str, Any]:
     return {"event_id": e.event_id, "device_id": e.device_id, "group_id": e.group_id, "channel_id": e.channel_id,
             "device_seq": e.seq, "reason": e.reason.value, "ticket_id": e.ticket_id,
             "performance_id": e.performance_id, "ticket_type_id": e.ticket_type_id, "persons": e.persons,
             "direction": e.direction, "offline": e.offline, "source": e.source, "scanned_at": e.scanned_at,
             "received_at": received_at, "conflict": conflict, "excerpt": e.excerpt,
-            "annuls": e.annuls}
+            "annuls": e.annuls, "card_id": e.card_id}
 
 
 def store_batches(ctx: HubContext, batches: Sequence[EventBatch]) -> list[Outgoing]:
@@ -88,6 +128,7 @@ def store_batches(ctx: HubContext, batches: Sequence[EventBatch]) -> list[Outgoi
         known = _existing(conn, list(unique))
         new = [e for eid, e in unique.items() if eid not in known]
         conflicts, outgoing = _count_admissions(ctx, conn, new)
+        outgoing += _take_back(ctx, conn, new)
         if new:
             conn.execute(insert(checkin_events), [_row(e, now, e.event_id in conflicts) for e in new])
     if new:

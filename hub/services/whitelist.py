@@ -10,7 +10,16 @@ from sqlalchemy import Connection, bindparam, select, update
 
 from hub.errors import NotFound
 from hub.services.context import HubContext, Outgoing
-from hub.tables import channel_types, channels, checkin_groups, group_performances, tickets, whitelist_deltas
+from hub.tables import (
+    channel_types,
+    channels,
+    checkin_groups,
+    group_performances,
+    member_cards,
+    tickets,
+    whitelist_deltas,
+)
+from protocol.cards import CardEntry
 from protocol.envelope import seal
 from protocol.whitelist import (
     KIND_DELTA,
@@ -71,12 +80,27 @@ def groups_covering(conn: Connection, performance_ids: Iterable[int]) -> dict[in
     return out
 
 
+def card_entry(row: Any) -> CardEntry:
+    """A member_cards row as the gates' card entry (no holder data)."""
+    m = row._mapping if hasattr(row, "_mapping") else row
+    return CardEntry(m["uid_hash"], m["id"], m["kind"], int(m["valid_from"]), int(m["valid_until"]),
+                     frozenset(int(c) for c in m["channel_ids"]), m["entries_per_day"], bool(m["revoked"]))
+
+
+def group_cards(conn: Connection, group_id: int) -> list[CardEntry]:
+    """The cards accepted at one or more channels of the group."""
+    chans = set(conn.execute(select(channels.c.id).where(channels.c.group_id == group_id)).scalars())
+    rows = conn.execute(select(member_cards).order_by(member_cards.c.id)).all() if chans else []
+    return [card_entry(r) for r in rows if chans.intersection(r.channel_ids)]
+
+
 def emit_delta(ctx: HubContext, conn: Connection, group_id: int, op: DeltaOp, *,
-               entry: WhitelistEntry | None = None, rules: GroupRules | None = None) -> Outgoing:
+               entry: WhitelistEntry | None = None, rules: GroupRules | None = None,
+               card: CardEntry | None = None) -> Outgoing:
     """Bump the group's seq and store the signed delta in the caller's transaction."""
     seq = conn.execute(_BUMP_SEQ, {"gid": group_id}).scalar_one()
     now = ctx.clock()
-    envelope = seal(KIND_DELTA, Delta(group_id, seq, now, op, entry, rules).to_wire(), ctx.signer)
+    envelope = seal(KIND_DELTA, Delta(group_id, seq, now, op, entry, rules, card).to_wire(), ctx.signer)
     conn.execute(_INSERT_DELTA, {"group_id": group_id, "seq": seq, "op": op, "envelope": envelope,
                                  "created_at": now})
     return ctx.topics.group_whitelist(group_id), envelope
@@ -108,8 +132,9 @@ def snapshot(ctx: HubContext, group_id: int) -> bytes:
             select(*ENTRY_COLUMNS).select_from(tickets.join(
                 group_performances, group_performances.c.performance_id == tickets.c.performance_id))
             .where(group_performances.c.group_id == group_id)).all()
+        cards = group_cards(conn, group_id)
     entries = [WhitelistEntry(t, p, y, n, s != "valid", u) for t, p, y, n, s, u in rows]
-    snap = Snapshot(group_id, seq, ctx.clock(), rules, entries)
+    snap = Snapshot(group_id, seq, ctx.clock(), rules, entries, cards)
     return seal(KIND_SNAPSHOT, snap.to_wire(), ctx.signer, compress=True)
 
 

@@ -1,0 +1,67 @@
+"""Simulated hardware for ``--sim``: a turnstile on gpiozero's MockFactory and a patron who walks through.
+
+    >>> turnstile = sim_turnstile(cfg)          # prints "[gate-1] ⟳ turnstile: released for 2", ...
+    >>> turnstile.bind(checker.report)
+
+The patron reacts to each release: after ``turnstile.sim_patron_delay`` seconds it turns the arms once
+per admitted person, driving the entry sensor's mock pin from a worker thread as a real sensor
+interrupt would. ``turnstile.sim_patron = false`` leaves the turnstile alone (every admission is then
+annulled after ``passage_timeout``), and a test may drive the pins itself through ``pin_factory``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TextIO
+
+from gpiozero.pins.mock import MockFactory
+
+from gate_agent.config import GateConfig, TurnstileConfig
+from gate_agent.turnstile import GpioTurnstile
+
+log = logging.getLogger(__name__)
+
+STEP_GAP = 0.3  # seconds between two persons of a group
+
+
+class SimPatron:
+    """Turns the arms ``persons`` times after each release, ``delay`` seconds after it started."""
+
+    def __init__(self, turnstile: GpioTurnstile, factory: MockFactory, cfg: TurnstileConfig, *,
+                 delay: float | None = None) -> None:
+        self.turnstile = turnstile
+        self.factory = factory
+        self.cfg = cfg
+        self.delay = cfg.sim_patron_delay if delay is None else delay
+
+    def __call__(self, persons: int) -> None:
+        self.turnstile.spawn(self._walk(persons))
+
+    async def _walk(self, persons: int) -> None:
+        await asyncio.sleep(self.delay)
+        for i in range(persons):
+            if i:
+                await asyncio.sleep(STEP_GAP)
+            await asyncio.to_thread(self.pass_once)
+
+    def pass_once(self, direction: str = "entry") -> None:
+        """One passage: the sensor goes active and back (call from any thread)."""
+        pin = self.factory.pin(self.cfg.entry_sensor_pin if direction == "entry" else self.cfg.exit_sensor_pin)
+        if self.cfg.sensor_pull_up:  # a contact to GND: active while low
+            pin.drive_low()
+            pin.drive_high()
+        else:
+            pin.drive_high()
+            pin.drive_low()
+
+
+def sim_turnstile(cfg: GateConfig, loop: asyncio.AbstractEventLoop | None = None, *,
+                  out: TextIO | None = None) -> GpioTurnstile:
+    """A :class:`GpioTurnstile` on a fresh ``MockFactory`` (``turnstile.pin_factory``), with a patron if
+    ``cfg.turnstile.sim_patron``. Bind it to the checker and run it like the real one."""
+    factory = MockFactory()
+    turnstile = GpioTurnstile(cfg.turnstile, device_id=cfg.device_id, pin_factory=factory, out=out, loop=loop)
+    if cfg.turnstile.sim_patron:
+        turnstile.add_listener(SimPatron(turnstile, factory, cfg.turnstile))
+    return turnstile
