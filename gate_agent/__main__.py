@@ -19,6 +19,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", type=Path, default=None, help="TOML configuration file")
     parser.add_argument("--validate-config", action="store_true", help="check the configuration and exit")
     parser.add_argument("--debug", action="store_true", help="debug logging")
+    parser.add_argument("--sim", action="store_true",
+                        help="simulate the hardware: MockFactory turnstile with a patron, camera reading an image "
+                             "folder, RFID over nfcpy's udp driver")
     args = parser.parse_args(argv)
     try:
         cfg = load_config(args.config)
@@ -32,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     setup_logging(cfg.device_id, logging.DEBUG if args.debug else logging.INFO)
     try:
-        asyncio.run(run_gate(cfg))
+        asyncio.run(run_gate(cfg, sim=args.sim))
     except ConfigError as exc:
         logging.getLogger("gate_agent").error("%s", exc)
         return 2

@@ -39,14 +39,18 @@ def describe(device_id: str, decision: Decision) -> str:
 
 
 class LoggingActuator:
-    """The simulated actuator: logs the decision and prints one human line to stdout."""
+    """The simulated actuator, and a handheld's screen: logs the decision and prints one human line
+    to stdout; with ``sound`` it rings the terminal bell, once to admit and three times to refuse."""
 
-    def __init__(self, device_id: str, *, out: TextIO | None = None) -> None:
+    def __init__(self, device_id: str, *, out: TextIO | None = None, sound: bool = False) -> None:
         self.device_id = device_id
         self._out = out
+        self.sound = sound
 
     def _show(self, decision: Decision) -> None:
         line = describe(self.device_id, decision)
+        if self.sound:
+            line += "\a" if decision.admitted else "\a\a\a"
         out = self._out or sys.stdout
         print(line, file=out, flush=True)
         log.info("actuator %s", "open" if decision.admitted else "closed",

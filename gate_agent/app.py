@@ -61,25 +61,44 @@ def make_online(cfg: GateConfig) -> OnlineChecker | None:
 def make_camera(cfg: GateConfig, checker: Checker) -> QrCamera | None:
     if not cfg.camera.enabled:
         return None
-    from gate_agent.camera import CameraOptions, QrCamera  # OpenCV and numpy: ~40 MB, only when used
+    from gate_agent.camera import CameraOptions, MultipleCodes, QrCamera  # OpenCV, numpy: ~40 MB, when used
 
     cam = cfg.camera
 
     async def on_code(text: str) -> object:
         return await checker.scan(text, "qr")
 
-    return QrCamera(CameraOptions(cam.source, cam.fps, cam.debounce_s, cam.width, cam.height, cam.loop), on_code)
+    async def on_multiple(outcome: MultipleCodes) -> None:  # shown to the patron; nothing is decided
+        print(f"[{cfg.device_id}] ✘ ONE_TICKET_AT_A_TIME — {outcome.text_zh} / {outcome.text_en}", flush=True)
+
+    return QrCamera(CameraOptions(cam.source, cam.fps, cam.debounce_s, cam.width, cam.height, cam.loop), on_code,
+                    on_multiple=on_multiple)
 
 
-def make_actuator(cfg: GateConfig, pin_factory: object = None) -> Actuator:
-    """``pin_factory``: gpiozero's for the turnstile (None: the default, the real pins on a Pi)."""
+def make_actuator(cfg: GateConfig, pin_factory: object = None, *, sim: bool = False) -> Actuator:
+    """``pin_factory``: gpiozero's for the turnstile (None: the default, the real pins on a Pi);
+    ``sim``: the turnstile on a MockFactory with a simulated patron (see :mod:`gate_agent.sim`)."""
+    if cfg.actuator.kind == "turnstile" and sim:
+        from gate_agent.sim import sim_turnstile
+
+        return sim_turnstile(cfg)
     if cfg.actuator.kind == "turnstile":
         return GpioTurnstile(cfg.turnstile, device_id=cfg.device_id, pin_factory=pin_factory)
-    return LoggingActuator(cfg.device_id)
+    return LoggingActuator(cfg.device_id, sound=cfg.kind == "handheld")
 
 
-async def run_gate(cfg: GateConfig, stop: asyncio.Event | None = None, *, pin_factory: object = None) -> None:
-    """Run until ``stop`` is set (or SIGTERM/SIGINT), then announce offline and return."""
+async def run_gate(cfg: GateConfig, stop: asyncio.Event | None = None, *, pin_factory: object = None,
+                   sim: bool = False) -> None:
+    """Run until ``stop`` is set (or SIGTERM/SIGINT), then announce offline and return.
+
+    ``sim`` (``--sim``): every part on its hardware-free backend, see :func:`gate_agent.sim.sim_config`.
+    """
+    if sim:
+        from gate_agent.sim import sim_config
+
+        cfg = sim_config(cfg)
+        log.info("simulation: turnstile on gpiozero MockFactory, camera reads images in %s, RFID reader at %s",
+                 cfg.camera.source, cfg.rfid.path)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -90,7 +109,7 @@ async def run_gate(cfg: GateConfig, stop: asyncio.Event | None = None, *, pin_fa
         link = Link(link_options(cfg), store, keyring, health=lambda: {k: f() for k, f in health.items()})
         station = Station(cfg.device_id, cfg.group_id, cfg.channel_id)
         online = make_online(cfg)
-        checker = Checker(station, store, keyring, make_actuator(cfg, pin_factory), on_event=link.wake,
+        checker = Checker(station, store, keyring, make_actuator(cfg, pin_factory, sim=sim), on_event=link.wake,
                           online=online)
         turnstile = checker.actuator if isinstance(checker.actuator, GpioTurnstile) else None
         if turnstile is not None:

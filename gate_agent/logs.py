@@ -42,6 +42,7 @@ def setup_logging(device_id: str, level: int = logging.INFO) -> None:
     root.setLevel(level)
     for noisy in ("aiomqtt", "paho"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    logging.getLogger("nfc").setLevel(logging.INFO)  # nfcpy's debug lines print card UIDs: never log them
 
 
 def truncate(data: bytes | str, limit: int = 120) -> str:

@@ -56,6 +56,28 @@ class SimPatron:
             pin.drive_low()
 
 
+SIM_RFID_PATH = "udp:localhost:18888"
+
+
+def sim_config(cfg: GateConfig) -> GateConfig:
+    """``cfg`` with every part on its hardware-free backend, for ``--sim``.
+
+    A gate's actuator becomes the MockFactory turnstile with a simulated patron; the camera reads the
+    images dropped into ``<data_dir>/sim-camera`` (a phone held up to it: write a QR image there, remove
+    it when the patron walks on); the RFID reader is nfcpy's ``udp`` driver, where an emulated card
+    answers (``python -m tests.nfc_emulator``). The serial scanner stays as configured (a socat pty).
+    """
+    folder = cfg.data_dir / "sim-camera"
+    folder.mkdir(parents=True, exist_ok=True)
+    rfid_path = cfg.rfid.path if cfg.rfid.path.startswith("udp:") else SIM_RFID_PATH
+    return cfg.model_copy(update={
+        "actuator": cfg.actuator.model_copy(update={"kind": "turnstile" if cfg.kind == "gate" else "log"}),
+        "camera": cfg.camera.model_copy(update={"enabled": True, "source": str(folder), "loop": True,
+                                                "fps": min(cfg.camera.fps, 10.0)}),
+        "rfid": cfg.rfid.model_copy(update={"enabled": True, "path": rfid_path, "targets": ("212F",)}),
+    })
+
+
 def sim_turnstile(cfg: GateConfig, loop: asyncio.AbstractEventLoop | None = None, *,
                   out: TextIO | None = None) -> GpioTurnstile:
     """A :class:`GpioTurnstile` on a fresh ``MockFactory`` (``turnstile.pin_factory``), with a patron if

@@ -226,3 +226,16 @@ def test_config_file_env_overrides_and_bad_keys(tmp_path: Path, monkeypatch: pyt
     path.write_text("kind = 'kiosk'\n")
     with pytest.raises(ConfigError, match="kind"):
         load_config(path)
+
+
+async def test_a_handheld_screen_rings_once_to_admit_and_thrice_to_refuse() -> None:
+    import io
+
+    from gate_agent.actuator import LoggingActuator
+
+    out = io.StringIO()
+    act = LoggingActuator("hh-1", out=out, sound=True)
+    await act.admit(Decision(Reason.ADMITTED, 7, PERF, 3, persons=1))
+    await act.reject(Decision(Reason.REVOKED, 8, PERF, 3))
+    admitted, refused = out.getvalue().splitlines()
+    assert admitted.endswith("Please pass.\a") and refused.endswith("box office.\a\a\a")

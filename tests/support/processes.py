@@ -115,9 +115,11 @@ class GateProcess(_Process):
     name = "gate"
 
     def __init__(self, workdir: Path, device_id: str, mqtt_port: int, keys_file: Path,
-                 group_id: int, channel_id: int, prefix: str = "venue") -> None:
+                 group_id: int, channel_id: int, prefix: str = "venue", extra_args: tuple[str, ...] = (),
+                 extra_config: str = "") -> None:
         super().__init__(workdir)
         self.device_id = device_id
+        self.extra_args = extra_args
         self.scanner = PtyPair(workdir, "scanner")
         self.data_dir = workdir / "data"
         self.config = workdir / "gate.toml"
@@ -125,13 +127,13 @@ class GateProcess(_Process):
             f'device_id = "{device_id}"\ngroup_id = {group_id}\nchannel_id = {channel_id}\n'
             f'data_dir = "{self.data_dir}"\nhub_keys_file = "{keys_file}"\nstatus_interval = 0.5\n'
             f'[mqtt]\nhost = "127.0.0.1"\nport = {mqtt_port}\nprefix = "{prefix}"\n'
-            f'[scanner]\nurl = "{self.scanner.device}"\n')
+            f'[scanner]\nurl = "{self.scanner.device}"\n{extra_config}')
 
     def start(self) -> None:
         if self.scanner.proc is None:
             self.scanner.start()
         readies = self.logs().count("gate ready")  # the log file is appended to across restarts
-        self._spawn(["-m", "gate_agent", "--config", str(self.config)])
+        self._spawn(["-m", "gate_agent", "--config", str(self.config), *self.extra_args])
         wait_for(lambda: self._check_alive() and self.logs().count("gate ready") > readies,
                  timeout=20, what="gate ready")
 
