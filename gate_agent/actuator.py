@@ -34,6 +34,8 @@ def describe(device_id: str, decision: Decision) -> str:
     reason = decision.reason
     mark = "✔" if decision.admitted else "✘"
     ticket = f" ticket {decision.ticket_id}" if decision.ticket_id is not None else ""
+    if decision.card_id is not None:
+        ticket = f" card {decision.card_id}"
     persons = f" ×{decision.persons}" if decision.admitted else ""
     return f"[{device_id}] {mark} {reason.name}{ticket}{persons} — {reason.text_zh} / {reason.text_en}"
 

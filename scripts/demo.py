@@ -11,6 +11,7 @@ import shutil
 import signal
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -20,6 +21,8 @@ from tests.support.broker import Mosquitto  # noqa: E402
 from tests.support.net import free_port  # noqa: E402
 from tests.support.processes import GateProcess, HubProcess  # noqa: E402
 from tests.support.scenario import seed_show, sell  # noqa: E402
+
+DEMO_CARD_UID = "012E4CD5A7B3C901"  # a FeliCa IDm: the simulated reader emulates a Type 3 card
 
 
 def main() -> None:
@@ -39,17 +42,34 @@ def main() -> None:
         tickets = [("adult, 1 person", sell(hub, show)),
                    ("group, 4 persons", sell(hub, show, persons=4)),
                    ("staff ticket (not accepted at this channel)", sell(hub, show, show.staff_type))]
-        gate = GateProcess(work / "gate-1", "gate-1", broker.port, hub.keys_file, show.group_id, show.channel_id)
-        print("starting gate agent gate-1 (simulated turnstile, serial scanner on a pty) ...", flush=True)
+        now = datetime.now(UTC)
+        hub.call("POST", "/cards", json={
+            "uid": DEMO_CARD_UID, "kind": "annual", "holder_name": "李雷 Li Lei", "entries_per_day": 1,
+            "valid_from": (now - timedelta(days=1)).isoformat(), "valid_until": (now + timedelta(days=365)).isoformat(),
+            "channel_ids": [show.channel_id]})
+        rfid_port = free_port()
+        gate = GateProcess(work / "gate-1", "gate-1", broker.port, hub.keys_file, show.group_id, show.channel_id,
+                           extra_args=("--sim",), extra_config=f'[rfid]\npath = "udp:localhost:{rfid_port}"\n')
+        print("starting gate agent gate-1 --sim (turnstile on gpiozero's MockFactory with a simulated patron, "
+              "serial scanner on a pty, camera on an image folder, RFID over nfcpy's udp driver) ...", flush=True)
         gate.start()
         scan_port = gate.scanner.host
+        links = {"scanner": scan_port, "camera": gate.data_dir / "sim-camera"}
+        for name, target in links.items():
+            (work / name).unlink(missing_ok=True)
+            (work / name).symlink_to(target)
+        (work / "rfid-port").write_text(str(rfid_port))
         print(f"""
 Ready.
   Hub API docs:   {hub.base_url}/docs     (user: admin  password: {password})
-  Scan a ticket:  scripts/scan.sh <token>   (writes the token to the gate's scanner port {scan_port})
+  Scan a ticket with the serial scanner:  scripts/scan.sh <token>
+  Hold a phone up to the camera:         scripts/scan.sh --camera <token>
+  Tap an NFC ticket or annual pass:      scripts/scan.sh --nfc <token>   /   scripts/scan.sh --card {DEMO_CARD_UID}
 Tickets sold for performance {show.performance_id}:""")
         for label, t in tickets:
             print(f"  #{t['id']:<4} {label}\n        scripts/scan.sh {t['token']}")
+        print(f"  Annual pass (年卡) with card UID {DEMO_CARD_UID}, one entry a day:\n"
+              f"        scripts/scan.sh --card {DEMO_CARD_UID}")
         api = f"{hub.base_url}/api/v1"
         login = (f"curl -s {api}/auth/login -H 'Content-Type: application/json' "
                  f"-d '{{\"username\":\"admin\",\"password\":\"{password}\"}}' | "
@@ -57,8 +77,6 @@ Tickets sold for performance {show.performance_id}:""")
         print(f"  Refund #1, then scan it again (the gate says refunded within a second):\n"
               f"        curl -X POST {api}/tickets/1/refund -H \"Authorization: Bearer $({login})\" "
               "-H 'Content-Type: application/json' -d '{}'\n\nGate output follows (Ctrl-C to stop):\n", flush=True)
-        (ROOT / "var" / "demo" / "scanner").unlink(missing_ok=True)
-        (ROOT / "var" / "demo" / "scanner").symlink_to(scan_port)
         shown = 0
         while True:
             text = gate.output()
