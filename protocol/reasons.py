@@ -19,6 +19,7 @@ class Reason(StrEnum):
     # Not decisions on a scan, but events a gate reports about a decision it made:
     ANNULLED = "annulled"  # admitted, but nobody passed in time: the entry is taken back
     EXIT = "exit"  # a passage in the exit direction
+    EMERGENCY = "emergency"  # scanned during an emergency release: journalled, never admitted
 
     @property
     def admitted(self) -> bool:
@@ -45,5 +46,7 @@ _TEXT: dict[Reason, tuple[str, str]] = {
     Reason.TOO_LATE: ("This performance has ended.", "本场演出已结束"),
     Reason.ALREADY_USED: ("Ticket already used.", "此票已检"),
     Reason.ANNULLED: ("Nobody passed in time; please scan again.", "未在规定时间内通行，请重新刷票"),
+    Reason.EMERGENCY: ("Emergency: gates are open and checking is stopped. Please leave calmly.",
+                       "紧急疏散：闸机已打开，停止检票，请有序离场"),
     Reason.EXIT: ("Goodbye. Please keep your ticket to come back in.", "再见，再次入场请保留门票"),
 }

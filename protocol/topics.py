@@ -6,6 +6,8 @@
     {prefix}/device/{device_id}/sync       device -> hub, "send me the whitelist since seq N"
     {prefix}/device/{device_id}/whitelist  hub -> device, signed snapshot or catch-up deltas
     {prefix}/group/{group_id}/whitelist    hub -> every device of a group, live signed deltas
+    {prefix}/emergency/command             hub -> every device, retained signed emergency state
+    {prefix}/device/{device_id}/emergency  retained, device -> hub: open/normal, and why
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from dataclasses import dataclass
 from protocol.errors import MalformedError
 
 DEVICE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-DEVICE_LEAVES = frozenset({"status", "events", "ack", "sync", "whitelist"})
+DEVICE_LEAVES = frozenset({"status", "events", "ack", "sync", "whitelist", "emergency"})
 
 
 def check_device_id(device_id: str) -> str:
@@ -48,6 +50,12 @@ class Topics:
 
     def device_whitelist(self, device_id: str) -> str:
         return self.device(device_id, "whitelist")
+
+    def emergency_command(self) -> str:
+        return f"{self.prefix}/emergency/command"
+
+    def emergency_state(self, device_id: str) -> str:
+        return self.device(device_id, "emergency")
 
     def group_whitelist(self, group_id: int) -> str:
         return f"{self.prefix}/group/{int(group_id)}/whitelist"

@@ -79,3 +79,17 @@ def test_topics_are_built_and_parsed_in_one_place() -> None:
         t.parse_device_topic("theatre/device/a/b/events")
     with pytest.raises(MalformedError):
         t.events("bad/id")
+
+
+def test_emergency_command_is_whole_state_and_signed(signer: Signer, keyring: Keyring) -> None:
+    from protocol.emergency import KIND_EMERGENCY, EmergencyCommand
+
+    cmd = EmergencyCommand(7, 1.0, "guard-1", "fire in hall B", open_group_ids=frozenset({2}))
+    kind, body = open_envelope(seal(KIND_EMERGENCY, cmd.to_wire(), signer), keyring, kinds={KIND_EMERGENCY})
+    got = EmergencyCommand.from_wire(body)
+    assert got == cmd and got.active and got.opens(2, 99) and not got.opens(1, 1)
+    assert EmergencyCommand(8, 2.0, "guard-1", "all clear").active is False
+    with pytest.raises(SignatureError):
+        open_envelope(seal(KIND_EMERGENCY, cmd.to_wire(), Signer.generate(kid=1)), keyring)
+    with pytest.raises(MalformedError):
+        EmergencyCommand.from_wire({"seq": 1})
