@@ -85,7 +85,7 @@ def test_emergency_command_is_whole_state_and_signed(signer: Signer, keyring: Ke
     from protocol.emergency import KIND_EMERGENCY, EmergencyCommand
 
     cmd = EmergencyCommand(7, 1.0, "guard-1", "fire in hall B", open_group_ids=frozenset({2}))
-    kind, body = open_envelope(seal(KIND_EMERGENCY, cmd.to_wire(), signer), keyring, kinds={KIND_EMERGENCY})
+    _, body = open_envelope(seal(KIND_EMERGENCY, cmd.to_wire(), signer), keyring, kinds={KIND_EMERGENCY})
     got = EmergencyCommand.from_wire(body)
     assert got == cmd and got.active and got.opens(2, 99) and not got.opens(1, 1)
     assert EmergencyCommand(8, 2.0, "guard-1", "all clear").active is False
