@@ -63,3 +63,15 @@ class LoggingActuator:
 
     async def reject(self, decision: Decision) -> None:
         self._show(decision)
+
+    async def emergency_open(self) -> None:
+        """Evacuation (紧急疏散): checking stops; every scan is shown as ``EMERGENCY`` until normal."""
+        self._line(f"[{self.device_id}] ⚠ 紧急疏散：停止检票，请引导观众有序离场 / "
+                   "EMERGENCY: checking stopped, guide everyone out calmly", bells="\a\a\a")
+
+    async def emergency_normal(self) -> None:
+        self._line(f"[{self.device_id}] ⚠ 紧急状态解除，恢复检票 / emergency cleared: checking resumes", bells="\a")
+
+    def _line(self, line: str, bells: str) -> None:
+        print(line + (bells if self.sound else ""), file=self._out or sys.stdout, flush=True)
+        log.warning("%s", line)

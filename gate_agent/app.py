@@ -1,4 +1,5 @@
-"""Wiring: config -> store -> keyring -> actuator -> checker -> scanner task + link task."""
+"""Wiring: config -> store -> keyring -> actuator -> emergency (restored open first) -> checker ->
+scanner task + link task."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from gate_agent import ConfigError
 from gate_agent.actuator import Actuator, LoggingActuator
 from gate_agent.checkin import Checker, Station
 from gate_agent.config import GateConfig
+from gate_agent.emergency_io import make_release, start_triggers
 from gate_agent.link import Link, LinkOptions
 from gate_agent.online import OnlineChecker, OnlineOptions
 from gate_agent.rfid import make_reader as make_rfid_reader
@@ -105,17 +107,27 @@ async def run_gate(cfg: GateConfig, stop: asyncio.Event | None = None, *, pin_fa
         loop.add_signal_handler(sig, stop.set)
     keyring = load_keyring(cfg.hub_keys_file)
     with Store.open(cfg.data_dir) as store:
+        actuator = make_actuator(cfg, pin_factory, sim=sim)
+        emergency = make_release(cfg, store, keyring, actuator)
+        if emergency is not None:
+            await emergency.restore()  # an evacuation in progress: stand open before anything else starts
         health: dict[str, Callable[[], str]] = {}  # part -> its state, reported in every heartbeat
         link = Link(link_options(cfg), store, keyring, health=lambda: {k: f() for k, f in health.items()})
+        if emergency is not None:
+            link.serve_emergency(emergency.on_command, emergency.state_payload)
+            emergency.bind(link.publish_emergency)
         station = Station(cfg.device_id, cfg.group_id, cfg.channel_id)
         online = make_online(cfg)
-        checker = Checker(station, store, keyring, make_actuator(cfg, pin_factory, sim=sim), on_event=link.wake,
-                          online=online)
+        checker = Checker(station, store, keyring, actuator, on_event=link.wake, online=online, emergency=emergency)
         turnstile = checker.actuator if isinstance(checker.actuator, GpioTurnstile) else None
         if turnstile is not None:
             turnstile.bind(checker.report)
             await turnstile.start()
             health["turnstile"] = turnstile.health
+        triggers, panel = start_triggers(cfg, emergency, pin_factory, sim=sim) if emergency else (None, None)
+        if triggers is not None:
+            health["emergency_inputs"] = triggers.health
+        panel_task = asyncio.create_task(panel.run(), name="sim-emergency") if panel is not None else None
         scanner = Scanner(cfg.scanner.url, checker.scan, baudrate=cfg.scanner.baudrate)
         health["scanner"] = scanner.health
         camera = make_camera(cfg, checker)
@@ -140,6 +152,13 @@ async def run_gate(cfg: GateConfig, stop: asyncio.Event | None = None, *, pin_fa
         ready.cancel()
         await stopping
         log.info("stopping")
+        if triggers is not None:
+            triggers.close()
+        if panel_task is not None:
+            panel_task.cancel()
+            await asyncio.gather(panel_task, return_exceptions=True)
+        if emergency is not None:
+            await emergency.aclose()
         scan_task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await scan_task

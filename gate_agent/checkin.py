@@ -10,7 +10,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol
 
 from gate_agent.actuator import Actuator, PassageActuator
 from gate_agent.online import OnlineChecker
@@ -38,6 +38,13 @@ class Station:
     channel_id: int
 
 
+class EmergencyFlag(Protocol):
+    """:class:`gate_agent.emergency.EmergencyRelease`: while open, nothing is admitted."""
+
+    @property
+    def is_open(self) -> bool: ...
+
+
 def excerpt(text: str) -> str:
     """The printable start of unreadable input, for the journal (never the whole thing)."""
     return "".join(c if c.isprintable() else "?" for c in text[:EXCERPT_LEN])
@@ -54,8 +61,10 @@ class Checker:
     def __init__(self, station: Station, store: Store, keyring: Keyring, actuator: Actuator, *,
                  on_event: Callable[[CheckinEvent], None] | None = None,
                  online: OnlineChecker | None = None,
+                 emergency: EmergencyFlag | None = None,
                  clock: Callable[[], float] = time.time) -> None:
         self.station = station
+        self.emergency = emergency  # while open: every scan is journalled as "emergency", nothing admitted
         self.online = online  # handheld online mode: ask the hub first, fall back to deciding offline
         self.store = store
         self.keyring = keyring
@@ -77,6 +86,14 @@ class Checker:
         entry = self.store.entry(token.ticket_id)
         history = self.store.usage(token.ticket_id)
         return validate(token, entry, channel, rules.performance_ids, history, now)
+
+    def emergency_decision(self, text: str) -> Decision:
+        """Checking is stopped: reason ``emergency``, with the ticket if the token verifies."""
+        try:
+            token = decode_token(text, self.keyring)
+        except (MalformedError, SignatureError):
+            return Decision(Reason.EMERGENCY)
+        return Decision(Reason.EMERGENCY, token.ticket_id, token.performance_id, token.ticket_type_id)
 
     async def decide_online_first(self, text: str, now: float, event_id: str) -> tuple[Decision, bool]:
         """(decision, decided offline?). Only a well-signed token is worth the hub's time."""
@@ -139,7 +156,9 @@ class Checker:
         """Decide ``text``, journal it durably, then drive the actuator and wake the sender."""
         now = self.clock() if now is None else now
         event_id = uuid.uuid4().hex
-        if self.online is None:
+        if self.emergency is not None and self.emergency.is_open:
+            decision, offline = self.emergency_decision(text), True
+        elif self.online is None:
             decision, offline = self.decide(text, now), True
         else:
             decision, offline = await self.decide_online_first(text, now, event_id)
@@ -161,6 +180,8 @@ class Checker:
         card = self.store.card(key)
         used = self.store.card_entries(card.card_id, now) if card is not None else 0
         decision = validate_card(card, self.station.channel_id, used, now)
+        if self.emergency is not None and self.emergency.is_open:
+            decision = Decision(Reason.EMERGENCY, card_id=card.card_id if card is not None else None)
         event = self.record(decision, "", "nfc", now)
         log.info("card tap %s (card %s)", decision.reason, decision.card_id,
                  extra={"event_id": event.event_id, "seq": event.seq,

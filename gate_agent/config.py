@@ -120,6 +120,34 @@ class OnlineConfig(_Section):
     timeout_s: float = Field(0.5, gt=0, le=0.5, description="budget of one online check (at most 500 ms)")
 
 
+class EmergencyConfig(_Section):
+    """Emergency release (紧急疏散): the hub's signed command and the local fire-alarm / button inputs.
+
+    BCM pin numbers; an input left at ``None`` is not wired. See :mod:`gate_agent.emergency` and docs/emergency.md.
+    """
+
+    enabled: bool = Field(True, description="obey the hub's emergency command and the local inputs below; "
+                          "fire codes require it on evacuation routes")
+    fire_input_pin: int | None = Field(None, ge=0, le=53, description="fire-alarm panel dry contact (to GND, "
+                                       "internal pull-up); None: not wired")
+    fire_contact: Literal["nc", "no"] = Field(
+        "nc", description="'nc': normally closed, opens on alarm (a cut wire also counts as alarm, fail-safe); "
+        "'no': normally open, closes on alarm")
+    fire_bounce_ms: int = Field(50, ge=0, le=1000, description="fire input debounce in ms; 0 disables it")
+    button_pin: int | None = Field(None, ge=0, le=53, description="emergency push button (to GND, internal "
+                                   "pull-up): a press opens the gate and latches; None: not wired")
+    button_bounce_ms: int = Field(50, ge=0, le=1000, description="button debounce in ms; 0 disables it")
+    beep_on_ms: int = Field(400, ge=0, le=5000, description="emergency buzzer pattern: on time; 0 = silent")
+    beep_off_ms: int = Field(400, ge=10, le=5000, description="emergency buzzer pattern: off time")
+    blink_ms: int = Field(500, ge=50, le=5000, description="emergency light: both lamps blink, this long on and off")
+
+    @model_validator(mode="after")
+    def _distinct_pins(self) -> EmergencyConfig:
+        if self.fire_input_pin is not None and self.fire_input_pin == self.button_pin:
+            raise ValueError(f"fire_input_pin and button_pin must differ, got {self.fire_input_pin} twice")
+        return self
+
+
 class GateConfig(BaseSettings):
     """Configuration of one gate agent."""
 
@@ -142,6 +170,7 @@ class GateConfig(BaseSettings):
     actuator: ActuatorConfig = Field(default_factory=ActuatorConfig, description="gate actuator")
     turnstile: TurnstileConfig = Field(default_factory=TurnstileConfig, description="tripod turnstile on GPIO")
     online: OnlineConfig = Field(default_factory=OnlineConfig, description="handheld online mode")
+    emergency: EmergencyConfig = Field(default_factory=EmergencyConfig, description="emergency release")
 
     @classmethod
     def settings_customise_sources(

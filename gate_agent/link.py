@@ -1,4 +1,4 @@
-"""The MQTT link to the hub: status and Last Will, the outbox sender, acks and whitelist updates.
+"""The MQTT link to the hub: status and Last Will, the outbox sender, acks, whitelist updates, emergency.
 
 One explicit reconnect loop with capped backoff; every connect re-subscribes, re-announces the
 status and asks for the whitelist since our seq. Nothing here is on the scan path: scans are
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -66,12 +67,32 @@ class Link:
         self._inflight: set[str] = set()
         self._last_sync = -1e9
         self._deferred_sync: asyncio.Task[None] | None = None
+        self._emergency_state: Callable[[], bytes] | None = None
         me, group = options.device_id, options.group_id
         self._handlers: dict[str, Callable[[bytes], Awaitable[None]]] = {
             self.topics.ack(me): self._on_ack,
             self.topics.device_whitelist(me): self._on_whitelist,
             self.topics.group_whitelist(group): self._on_whitelist,
         }
+
+    def serve_emergency(self, handler: Callable[[bytes], Awaitable[None]], state: Callable[[], bytes]) -> None:
+        """Handle the hub's retained emergency command with ``handler``, and publish ``state()`` retained on
+        ``{prefix}/device/{id}/emergency`` on every (re)connect and on :meth:`publish_emergency`."""
+        self._handlers[self.topics.emergency_command()] = handler
+        self._emergency_state = state
+
+    async def publish_emergency(self) -> bool:
+        """Publish the emergency state now (retained, QoS 1); False if not connected or it failed."""
+        client = self._client
+        if client is None or self._emergency_state is None:
+            return False
+        try:
+            await client.publish(self.topics.emergency_state(self.opt.device_id), self._emergency_state(),
+                                 qos=1, retain=True, timeout=2)
+        except aiomqtt.MqttError as exc:
+            log.warning("could not publish the emergency state: %s", exc)
+            return False
+        return True
 
     def wake(self, *_: object) -> None:
         """A new event is in the outbox: send it now if connected."""
@@ -92,6 +113,8 @@ class Link:
             username=self.opt.username or None, password=self.opt.password or None,
             protocol=aiomqtt.ProtocolVersion.V5, will=will, keepalive=self.opt.keepalive,
             clean_start=True, timeout=5,
+            # no Nagle: a confirmation right after a PUBACK would wait ~40 ms for the broker's delayed ACK
+            socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
         )
 
     async def run(self) -> None:
@@ -117,6 +140,8 @@ class Link:
         me = self.opt.device_id
         for topic in self._handlers:
             await client.subscribe(topic, qos=1)
+        if self._emergency_state is not None:  # first: the hub learns at once a gate opened while offline
+            await client.publish(self.topics.emergency_state(me), self._emergency_state(), qos=1, retain=True)
         await client.publish(self.topics.status(me), self._status("online"), qos=1, retain=True)
         await self._request_sync(client, force=True)
         self._client = client

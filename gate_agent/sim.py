@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from pathlib import Path
 from typing import TextIO
 
 from gpiozero.pins.mock import MockFactory
 
-from gate_agent.config import GateConfig, TurnstileConfig
+from gate_agent.config import EmergencyConfig, GateConfig, TurnstileConfig
 from gate_agent.turnstile import GpioTurnstile
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,53 @@ class SimPatron:
 
 
 SIM_RFID_PATH = "udp:localhost:18888"
+SIM_FIRE_PIN, SIM_BUTTON_PIN = 5, 6
+FIRE_FILE, BUTTON_FILE = "sim-fire-alarm", "sim-emergency-button"
+
+
+class SimEmergencyPanel:
+    """The fire-alarm contact and emergency button of ``--sim``, on the MockFactory, driven by files.
+
+    ``touch <data_dir>/sim-fire-alarm`` puts the fire input in alarm (the contact opens); removing the
+    file puts it back to normal. ``touch <data_dir>/sim-emergency-button`` presses the button once (the
+    file is then removed). An in-process test may drive ``factory.pin(pin)`` itself instead.
+    """
+
+    def __init__(self, factory: MockFactory, cfg: EmergencyConfig, data_dir: Path, *, poll: float = 0.1) -> None:
+        self.factory = factory
+        self.cfg = cfg
+        self.fire_file, self.button_file = data_dir / FIRE_FILE, data_dir / BUTTON_FILE
+        self.poll = poll
+
+    def set_fire(self, alarm: bool) -> None:
+        """Drive the fire contact: closed (to GND, low) when normal for ``nc``, the reverse for ``no``."""
+        if self.cfg.fire_input_pin is None:
+            return
+        closed = not alarm if self.cfg.fire_contact == "nc" else alarm
+        pin = self.factory.pin(self.cfg.fire_input_pin)
+        pin.drive_low() if closed else pin.drive_high()
+
+    def press(self) -> None:
+        if self.cfg.button_pin is not None:
+            pin = self.factory.pin(self.cfg.button_pin)
+            pin.drive_low()
+            pin.drive_high()
+
+    def wire(self) -> None:
+        """Before the inputs are read: the contact as the alarm file says (normal unless it exists)."""
+        self.set_fire(self.fire_file.exists())
+
+    async def run(self) -> None:
+        alarm = self.fire_file.exists()
+        while True:
+            await asyncio.sleep(self.poll)
+            now = self.fire_file.exists()
+            if now != alarm:
+                alarm = now
+                await asyncio.to_thread(self.set_fire, alarm)  # an interrupt from another thread, as on a Pi
+            if self.button_file.exists():
+                self.button_file.unlink(missing_ok=True)
+                await asyncio.to_thread(self.press)
 
 
 def sim_config(cfg: GateConfig) -> GateConfig:
@@ -66,6 +114,8 @@ def sim_config(cfg: GateConfig) -> GateConfig:
     images dropped into ``<data_dir>/sim-camera`` (a phone held up to it: write a QR image there, remove
     it when the patron walks on); the RFID reader is nfcpy's ``udp`` driver, where an emulated card
     answers (``python -m tests.nfc_emulator``). The serial scanner stays as configured (a socat pty).
+    The fire input and emergency button sit on mock pins (5 and 6 unless configured), driven by files in
+    ``<data_dir>`` (:class:`SimEmergencyPanel`).
     """
     folder = cfg.data_dir / "sim-camera"
     folder.mkdir(parents=True, exist_ok=True)
@@ -75,6 +125,9 @@ def sim_config(cfg: GateConfig) -> GateConfig:
         "camera": cfg.camera.model_copy(update={"enabled": True, "source": str(folder), "loop": True,
                                                 "fps": min(cfg.camera.fps, 10.0)}),
         "rfid": cfg.rfid.model_copy(update={"enabled": True, "path": rfid_path, "targets": ("212F",)}),
+        "emergency": cfg.emergency.model_copy(update={
+            "fire_input_pin": SIM_FIRE_PIN if cfg.emergency.fire_input_pin is None else cfg.emergency.fire_input_pin,
+            "button_pin": SIM_BUTTON_PIN if cfg.emergency.button_pin is None else cfg.emergency.button_pin}),
     })
 
 

@@ -1,7 +1,8 @@
 """The gate's durable local state in one SQLite file (WAL, ``synchronous=FULL``).
 
-Tables: ``meta`` (group, whitelist seq, rules), ``entries`` (the whitelist, looked up by primary
-key per scan so 100,000 tickets stay on disk), ``usage`` (admissions made here), ``journal``
+Tables: ``meta`` (group, whitelist seq, rules, the latched emergency state), ``entries`` (the
+whitelist, looked up by primary key per scan so 100,000 tickets stay on disk), ``usage`` (admissions
+made here), ``journal``
 (every decision, forever) and ``outbox`` (events not yet acknowledged by the hub); ``cards`` (member
 cards / annual passes by UID hash) and ``card_usage`` (admissions per card per local day).
 
@@ -163,6 +164,19 @@ class Store:
         row = self._db.execute("SELECT entries FROM card_usage WHERE card_id = ? AND day = ?",
                                (card_id, local_day(now))).fetchone()
         return int(row[0]) if row else 0
+
+    # ---- emergency ---------------------------------------------------------------------------
+
+    def emergency(self) -> dict[str, Any] | None:
+        """The latched emergency state (:class:`gate_agent.emergency.Latched` as a dict), if any."""
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'emergency'").fetchone()
+        return json.loads(row[0]) if row else None
+
+    def save_emergency(self, state: dict[str, Any]) -> None:
+        """Latch the emergency state durably (committed, ``synchronous=FULL``) before the gate acts on it."""
+        with self._transaction() as db:
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('emergency', ?)",
+                       (json.dumps(state, separators=(",", ":")),))
 
     # ---- scans -------------------------------------------------------------------------------
 

@@ -22,6 +22,9 @@ Behaviour:
   without asking); every exit-sensor passage is reported as reason ``exit``, direction ``exit``,
   persons 1, no ticket. Entry passages while nothing is released (a forced arm) are only logged.
 * **Reject.** Red lamp for ``reject_lamp_ms`` and a long beep; the gate stays locked.
+* **Emergency.** :meth:`GpioTurnstile.emergency_open` annuls unfinished and queued releases, holds both
+  relays released (arms turn freely both ways), blinks both lamps and beeps until
+  :meth:`GpioTurnstile.emergency_normal`; rejections then only show their text (see :mod:`gate_agent.emergency`).
 * **Threads.** gpiozero calls sensor callbacks in its own thread (with ``MockFactory``: in whichever
   thread drives the pin). They only hop onto the event loop with ``loop.call_soon_threadsafe``; all
   state lives on the loop, and no GPIO call waits.
@@ -100,6 +103,8 @@ class GpioTurnstile:
         self._worker: asyncio.Task[None] | None = None
         self._listeners: list[Callable[[int], None]] = []
         self.forced = 0  # entry passages while locked
+        self.emergency = False  # held open for an evacuation (see emergency_open)
+        self._alarm_pattern = (400, 400, 500)  # beep on ms, beep off ms, lamp blink ms: set_alarm_pattern
         self._devices: list[Any] = []
         try:
             self._open_devices()
@@ -162,6 +167,9 @@ class GpioTurnstile:
 
     async def aclose(self) -> None:
         """Lock, annul what was not released, turn everything off and free the pins."""
+        if self.emergency:
+            log.warning("turnstile stops during an emergency release: its pins are freed (the mechanism's "
+                        "own fail-safe and the fire panel's direct wiring must keep it free)")
         self.entry_sensor.when_activated = None
         self.exit_sensor.when_activated = None
         if self._worker is not None:
@@ -209,6 +217,8 @@ class GpioTurnstile:
 
     async def reject(self, decision: Decision) -> None:
         await self._display.reject(decision)
+        if self.emergency:
+            return  # the lamps and buzzer keep the emergency pattern
         self._flash(self.red_lamp, self.cfg.reject_lamp_ms, "red lamp")
         self._flash(self.buzzer, self.cfg.long_beep_ms, "buzzer")
 
@@ -293,6 +303,8 @@ class GpioTurnstile:
             self._emit(Reason.EXIT, 1, "exit", None)
         elif self._releasing:
             self._passages.put_nowait(asyncio.get_running_loop().time())
+        elif self.emergency:
+            log.debug("entry passage during the emergency release")
         else:
             self.forced += 1
             log.warning("entry passage while the turnstile is locked (forced arm or tailgating)")
@@ -305,6 +317,56 @@ class GpioTurnstile:
             self._report(reason, persons=persons, direction=direction, about=about)
         except Exception:
             log.exception("could not journal the turnstile's %s event", reason)
+
+    # ---- emergency release -------------------------------------------------------------------
+
+    async def emergency_open(self) -> None:
+        """Evacuation: stop releasing (unfinished and queued releases are annulled), hold both relays
+        released so the arms turn freely both ways, blink both lamps and beep until :meth:`emergency_normal`."""
+        self.emergency = True
+        if self._worker is not None:
+            self._worker.cancel()  # its release locks and annuls what was not passed...
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._worker
+        while not self._queue.empty():
+            event = self._queue.get_nowait()
+            self._settle(event, max(1, event.persons), 0)
+            self._queue.task_done()
+        for task in self._flashes.values():
+            task.cancel()
+        self._flashes.clear()
+        self._set(self.entry_relay, True, "entry relay")  # ...then both relays are held released
+        self._set(self.exit_relay, True, "exit relay")
+        beep_on, beep_off, blink = self._alarm_pattern
+        self._blink(self.green_lamp, blink, blink, "green lamp")
+        self._blink(self.red_lamp, blink, blink, "red lamp")
+        if beep_on > 0:
+            self._blink(self.buzzer, beep_on, beep_off, "buzzer")
+        self._say("紧急疏散：闸机常开，停止检票 / EMERGENCY: arms free both ways, checking stopped")
+
+    async def emergency_normal(self) -> None:
+        """Back to normal checking: lock, lamps and buzzer off, exit relay as configured, releases resume."""
+        self.emergency = False
+        for name, device in (("green lamp", self.green_lamp), ("red lamp", self.red_lamp), ("buzzer", self.buzzer),
+                             ("entry relay", self.entry_relay)):
+            self._set(device, False, name)  # off() also stops a blink
+        self._set(self.exit_relay, self.cfg.exit_free, "exit relay")
+        if self._loop is not None and (self._worker is None or self._worker.done()):
+            self._worker = asyncio.create_task(self._serve(), name="turnstile")
+        self._say("紧急状态解除，恢复检票 / emergency cleared: locked, checking resumes")
+
+    def set_alarm_pattern(self, beep_on_ms: int, beep_off_ms: int, blink_ms: int) -> None:
+        """The sound and light pattern while held open (from ``[emergency]``); beep_on_ms 0 is silent."""
+        self._alarm_pattern = (beep_on_ms, beep_off_ms, blink_ms)
+
+    def _blink(self, device: Any, on_ms: int, off_ms: int, name: str) -> None:
+        """Blink in gpiozero's background thread until the device is switched off."""
+        try:
+            device.blink(on_time=on_ms / 1000, off_time=off_ms / 1000, background=True)
+        except (GPIOZeroError, OSError) as exc:
+            if name not in self._failed:
+                log.error("turnstile %s: write failed: %s", name, exc)
+            self._failed.add(name)
 
     # ---- outputs -----------------------------------------------------------------------------
 

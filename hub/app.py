@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from hub.api import routes_admin, routes_cards, routes_catalog, routes_checkin
+from hub.api import routes_admin, routes_cards, routes_catalog, routes_checkin, routes_console, routes_emergency
 from hub.bridge import MqttBridge
 from hub.config import Settings
 from hub.db import Database, make_engine, migrate
@@ -50,7 +50,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     ctx = await asyncio.to_thread(build_context, settings)
     await asyncio.to_thread(auth.bootstrap_admin, ctx, settings.admin.username,
                             settings.admin.password.get_secret_value())
-    bridge = MqttBridge(ctx, settings.mqtt)
+    bridge = MqttBridge(ctx, settings.mqtt, settings.emergency)
     ctx.publish = bridge.publish_threadsafe
     app.state.ctx, app.state.bridge = ctx, bridge
     task = asyncio.create_task(bridge.run(), name="mqtt-bridge")
@@ -77,6 +77,7 @@ def create_app(settings: Settings) -> FastAPI:
                   description="Tickets, check-in rules, online check-in and whitelists for the gates.")
     app.state.settings = settings
     app.add_exception_handler(HubError, _hub_error)
-    for module in (routes_admin, routes_catalog, routes_checkin, routes_cards):
+    for module in (routes_admin, routes_catalog, routes_checkin, routes_cards, routes_emergency):
         app.include_router(module.router, prefix=API_PREFIX)
+    app.include_router(routes_console.router)  # GET /console: the staff web console
     return app

@@ -15,7 +15,8 @@ from collections.abc import Awaitable, Callable
 
 import aiomqtt
 
-from hub.config import MqttSettings
+from hub.config import EmergencySettings, MqttSettings
+from hub.emergency_link import EmergencyLink
 from hub.services import devices, ingest, whitelist
 from hub.services.context import HubContext, Outgoing
 from protocol.errors import MalformedError
@@ -31,7 +32,7 @@ def _excerpt(payload: bytes) -> str:
 
 
 class MqttBridge:
-    def __init__(self, ctx: HubContext, settings: MqttSettings) -> None:
+    def __init__(self, ctx: HubContext, settings: MqttSettings, emergency: EmergencySettings | None = None) -> None:
         self.ctx = ctx
         self.settings = settings
         self.connected = asyncio.Event()
@@ -40,8 +41,11 @@ class MqttBridge:
         self._outbox: asyncio.Queue[Outgoing] = asyncio.Queue()
         self._batches: asyncio.Queue[EventBatch] = asyncio.Queue()
         self._inflight: set[asyncio.Task[None]] = set()
+        self.emergency = EmergencyLink(ctx, emergency or EmergencySettings(), self._outbox.put_nowait)
+        self._retained = ctx.topics.emergency_command()  # the one topic the hub publishes retained
         self._handlers: dict[str, Callable[[str, bytes], Awaitable[None]]] = {
-            "events": self._on_events, "status": self._on_status, "sync": self._on_sync}
+            "events": self._on_events, "status": self._on_status, "sync": self._on_sync,
+            "emergency": self.emergency.on_state}
 
     # -- publishing -----------------------------------------------------------------------------
     def publish_threadsafe(self, topic: str, payload: bytes) -> None:
@@ -58,14 +62,14 @@ class MqttBridge:
             if client is None or not self.connected.is_set():
                 log.info("MQTT broker not connected; dropped publish to %s (devices catch up by sync)", topic)
                 continue
-            task = asyncio.create_task(self._publish(client, topic, payload))
+            task = asyncio.create_task(self._publish(client, topic, payload, topic == self._retained))
             self._inflight.add(task)
             task.add_done_callback(self._inflight.discard)
 
     @staticmethod
-    async def _publish(client: aiomqtt.Client, topic: str, payload: bytes) -> None:
+    async def _publish(client: aiomqtt.Client, topic: str, payload: bytes, retain: bool = False) -> None:
         try:
-            await client.publish(topic, payload, qos=1, timeout=10)
+            await client.publish(topic, payload, qos=1, retain=retain, timeout=10)
         except aiomqtt.MqttError as exc:
             log.info("publish to %s failed (%s); devices catch up by sync or re-send", topic, exc)
 
@@ -77,6 +81,7 @@ class MqttBridge:
             tg.create_task(self._publisher())
             tg.create_task(self._writer())
             tg.create_task(self._connection_loop())
+            tg.create_task(self.emergency.run(self.connected))
 
     def _make_client(self) -> aiomqtt.Client:
         s = self.settings
@@ -97,6 +102,7 @@ class MqttBridge:
                     self.connected.set()
                     backoff = BACKOFF_MIN
                     log.info("MQTT bridge connected to %s:%s", self.settings.host, self.settings.port)
+                    await self.emergency.announce()
                     async for message in client.messages:
                         await self._dispatch(message.topic.value, message.payload)
             except aiomqtt.MqttError as exc:

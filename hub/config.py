@@ -34,6 +34,15 @@ class AdminSettings(_Section):
     password: SecretStr = Field(SecretStr(""), description="bootstrap admin password (use HUB__ADMIN__PASSWORD)")
 
 
+class EmergencySettings(_Section):
+    spread_local_fire: bool = Field(
+        False, description="when a device reports its local fire alarm (state open, cause fire), open every "
+                            "gate of the venue too (an open-all command issued by 'fire-alarm:<device id>')")
+    resend_interval: float = Field(
+        1.0, gt=0, le=60, description="seconds between re-publishing the current emergency command while an "
+                                      "online gate has not confirmed it")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="HUB__", env_nested_delimiter="__", extra="forbid")
 
@@ -44,6 +53,7 @@ class Settings(BaseSettings):
     http: HttpSettings = Field(default_factory=HttpSettings, description="HTTP API")
     mqtt: MqttSettings = Field(default_factory=MqttSettings, description="MQTT bridge")
     admin: AdminSettings = Field(default_factory=AdminSettings, description="bootstrap admin")
+    emergency: EmergencySettings = Field(default_factory=EmergencySettings, description="emergency release")
 
 
 def load_settings(path: Path | None = None, **overrides: Any) -> Settings:

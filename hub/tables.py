@@ -173,3 +173,24 @@ devices = Table(
     Column("version", String(64)),
     Column("health", JSON),  # {"turnstile": "ok", "camera": "missing", ...}
 )
+
+emergency_commands = Table(  # every emergency command the hub issued; the newest is the current state
+    "emergency_commands", metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=False),  # max + 1 in the issuing transaction
+    Column("issued_at", Float, nullable=False),
+    Column("issued_by", String(128), nullable=False),  # a user name, or "fire-alarm:<device id>"
+    Column("reason", String(200), nullable=False),
+    Column("action", String(16), nullable=False),  # open, clear
+    Column("state", JSON, nullable=False),  # {"open_all", "open_group_ids", "open_channel_ids"}
+    Column("envelope", LargeBinary, nullable=False),  # seal(KIND_EMERGENCY, ...), published retained
+)
+
+device_emergency = Table(  # the newest EmergencyState each device reported
+    "device_emergency", metadata,
+    Column("device_id", String(64), primary_key=True),
+    Column("state", String(16), nullable=False),  # open, normal
+    Column("seq", Integer, nullable=False),  # newest hub command the device applied
+    Column("cause", String(16)),  # command, fire, button
+    Column("at", Float, nullable=False),  # device clock
+    Column("received_at", Float, nullable=False),
+)

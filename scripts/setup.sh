@@ -10,6 +10,7 @@ command -v mosquitto_passwd >/dev/null 2>&1 || need+=(mosquitto-clients)
 command -v socat >/dev/null 2>&1 || need+=(socat)
 ldconfig -p 2>/dev/null | grep -q libzbar.so.0 || need+=(libzbar0)   # pyzbar's QR decoder
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
+command -v chromium >/dev/null 2>&1 || need+=(chromium)   # the console's browser tests (Playwright)
 if [ ${#need[@]} -gt 0 ]; then
     echo "setup: installing system packages: ${need[*]}"
     SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"

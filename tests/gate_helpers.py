@@ -9,6 +9,7 @@ import asyncio
 import json
 import os
 import re
+import socket
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -18,6 +19,7 @@ from typing import Any
 
 import aiomqtt
 
+from protocol.emergency import KIND_EMERGENCY, EmergencyCommand, EmergencyState
 from protocol.envelope import seal
 from protocol.keys import Signer
 from protocol.messages import KIND_ACK, EventBatch, GateStatus, SyncRequest, parse_message
@@ -86,6 +88,7 @@ class FakeHub:
     batches: list[EventBatch] = field(default_factory=list)
     syncs: list[SyncRequest] = field(default_factory=list)
     statuses: list[GateStatus] = field(default_factory=list)
+    emergency: list[EmergencyState] = field(default_factory=list)  # every device emergency state received
 
     async def _loop(self) -> None:
         async for m in self.client.messages:
@@ -105,6 +108,8 @@ class FakeHub:
                 self.syncs.append(parse_message(SyncRequest, payload))
             elif leaf == "status":
                 self.statuses.append(parse_message(GateStatus, payload))
+            elif leaf == "emergency":
+                self.emergency.append(EmergencyState.model_validate_json(payload))
 
     async def ack(self, device: str, event_ids: list[str], signer: Signer | None = None) -> None:
         body = {"device_id": device, "event_ids": event_ids, "at": time.time()}
@@ -112,6 +117,15 @@ class FakeHub:
 
     async def send(self, topic: str, payload: bytes) -> None:
         await self.client.publish(topic, payload, qos=1)
+
+    async def command(self, cmd: EmergencyCommand, signer: Signer | None = None, kind: str = KIND_EMERGENCY) -> None:
+        """Publish a sealed emergency command, retained, as the hub does."""
+        await self.client.publish(self.topics.emergency_command(), seal(kind, cmd.to_wire(), signer or self.signer),
+                                  qos=1, retain=True)
+
+    def last_emergency(self, device: str) -> EmergencyState | None:
+        mine = [s for s in self.emergency if s.device_id == device]
+        return mine[-1] if mine else None
 
     def last_status(self, device: str) -> GateStatus | None:
         mine = [s for s in self.statuses if s.device_id == device]
@@ -121,9 +135,10 @@ class FakeHub:
 @asynccontextmanager
 async def fake_hub(port: int, signer: Signer, *, auto_ack: bool = True) -> AsyncIterator[FakeHub]:
     async with aiomqtt.Client("127.0.0.1", port, identifier=f"hub-{os.getpid()}-{time.monotonic_ns()}",
-                              protocol=aiomqtt.ProtocolVersion.V5, timeout=5) as client:
+                              protocol=aiomqtt.ProtocolVersion.V5, timeout=5,
+                              socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]) as client:
         hub = FakeHub(client, signer, auto_ack=auto_ack)
-        for leaf in ("events", "sync", "status"):
+        for leaf in ("events", "sync", "status", "emergency"):
             await client.subscribe(hub.topics.all_devices(leaf), qos=1)
         task = asyncio.create_task(hub._loop())
         try:

@@ -27,6 +27,7 @@ class Mosquitto:
         lines = [
             f"listener {self.port} 127.0.0.1",
             "allow_anonymous true",
+            "set_tcp_nodelay true",
             "persistence true",
             f"persistence_location {workdir}/",
             "autosave_on_changes true",
