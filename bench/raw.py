@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import statistics
 import time
 
@@ -25,7 +26,8 @@ def raw_verify_us(rounds: int = 2000) -> float:
 async def raw_mqtt_round_trip_ms(port: int, rounds: int = 200, host: str = "127.0.0.1") -> float:
     """Median QoS 1 publish-to-receive time of a small message through the broker, in milliseconds."""
     topic = f"bench/raw/{time.monotonic_ns()}"
-    async with aiomqtt.Client(host, port, protocol=aiomqtt.ProtocolVersion.V5) as client:
+    async with aiomqtt.Client(host, port, protocol=aiomqtt.ProtocolVersion.V5,
+                              socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]) as client:
         await client.subscribe(topic, qos=1)
         samples = []
         messages = client.messages

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections.abc import Awaitable, Callable
 
 import aiomqtt
@@ -88,7 +89,9 @@ class MqttBridge:
         return aiomqtt.Client(
             s.host, s.port, identifier=s.client_id, protocol=aiomqtt.ProtocolVersion.V5,
             username=s.username or None, password=s.password.get_secret_value() or None,
-            max_inflight_messages=200, max_queued_incoming_messages=100_000, timeout=10)
+            max_inflight_messages=200, max_queued_incoming_messages=100_000, timeout=10,
+            # small messages (acks, emergency commands) go out at once, not after Nagle's ~40 ms wait
+            socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)])
 
     async def _connection_loop(self) -> None:
         topics = self.ctx.topics
