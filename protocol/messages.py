@@ -80,6 +80,10 @@ class GateStatus(_Message):
     version: str | None = None
     health: dict[str, Literal["ok", "missing", "error", "disabled"]] | None = Field(
         None, description="per part (turnstile, scanner, camera, rfid, ...): its state")
+    birth: int | None = Field(None, ge=0, description="boot counter persisted on the device: a new value "
+                              "means the device restarted, the same value a mere reconnect")
+    config_version: int | None = Field(None, ge=0, description="version of the hub-assigned config in force")
+    interval: float | None = Field(None, gt=0, description="seconds until the next heartbeat at the latest")
 
 
 class SyncRequest(_Message):

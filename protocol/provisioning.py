@@ -1,0 +1,203 @@
+"""Provisioning: enrollment by claim, signed device config, remote commands, hub key rotation.
+
+Topics (under the prefix; see :class:`ProvisioningTopics`):
+
+    {prefix}/provision/request/{serial}        device (claim credential) -> hub: EnrollmentRequest
+    {prefix}/provision/reply/{reply_to}        hub -> device: signed "provision.reply" envelope
+    {prefix}/device/{id}/config                hub -> device, retained: signed "device.config" envelope
+    {prefix}/device/{id}/config_ack            device -> hub: ConfigAck
+    {prefix}/device/{id}/command               hub -> device: signed "device.command" envelope
+    {prefix}/device/{id}/command_result        device -> hub: CommandResult
+    {prefix}/hub/keys                          hub -> every device, retained: signed "hub.keys" envelope
+
+Secrets in a reply or a command (broker passwords) are sealed to the device's own key with NaCl's
+SealedBox (the device's Ed25519 key converted to Curve25519), so only that device can open them,
+whoever else may see the message; the envelope around them is signed by the hub.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+import nacl.bindings
+import nacl.exceptions
+import nacl.public
+import nacl.signing
+from pydantic import BaseModel, ConfigDict, Field
+
+from protocol.errors import MalformedError, SignatureError
+from protocol.messages import DeviceId, EventId
+
+KIND_REPLY = "provision.reply"
+KIND_CONFIG = "device.config"
+KIND_COMMAND = "device.command"
+KIND_KEYS = "hub.keys"
+
+Serial = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+DeviceKind = Literal["gate", "handheld", "kiosk", "printer"]
+CommandName = Literal["resync_whitelist", "restart", "diagnostics", "rotate_credentials"]
+_B64_KEY = re.compile(r"^[A-Za-z0-9+/]{43}=$")
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class EnrollmentRequest(_Message):
+    """A new device asks to join. ``signature`` (base64, Ed25519 by the device's new key over
+    :meth:`signed_bytes`) proves it holds the private key of ``public_key``."""
+
+    v: Literal[1] = 1
+    serial: Serial
+    kind: DeviceKind
+    hardware_model: str = Field(max_length=100)
+    software_version: str = Field(max_length=40)
+    public_key: str = Field(pattern=_B64_KEY.pattern, description="device Ed25519 public key, base64")
+    reply_to: str = Field(pattern=r"^[0-9a-f]{32}$", description="random; the reply comes on provision/reply/<it>")
+    nonce: EventId = Field(description="random; echoed in the reply, so an old reply cannot be replayed")
+    at: float
+    signature: str = Field("", description="base64 Ed25519 signature over signed_bytes()")
+
+    def signed_bytes(self) -> bytes:
+        body = self.model_dump(exclude={"signature"})
+        return b"enrollment/v1\x00" + json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+
+    def sign(self, key: nacl.signing.SigningKey) -> EnrollmentRequest:
+        sig = base64.b64encode(key.sign(self.signed_bytes()).signature).decode()
+        return self.model_copy(update={"signature": sig})
+
+    def verify(self) -> None:
+        """Raise SignatureError unless the request is signed by the key it carries."""
+        try:
+            key = nacl.signing.VerifyKey(base64.b64decode(self.public_key))
+            key.verify(self.signed_bytes(), base64.b64decode(self.signature))
+        except (nacl.exceptions.CryptoError, ValueError) as exc:
+            raise SignatureError(f"enrollment request of {self.serial} is not signed by its own key") from exc
+
+
+class ConfigAck(_Message):
+    v: Literal[1] = 1
+    device_id: DeviceId
+    version: int = Field(ge=0)
+    applied: bool
+    error: str | None = Field(None, max_length=500)
+    at: float
+
+
+class CommandResult(_Message):
+    v: Literal[1] = 1
+    device_id: DeviceId
+    command_id: EventId
+    ok: bool
+    result: dict[str, Any] = Field(default_factory=dict)
+    error: str | None = Field(None, max_length=500)
+    at: float
+
+
+class BrokerAccess(_Message):
+    host: str
+    port: int = Field(ge=1, le=65535)
+    tls: bool = False
+    username: str = Field(description="the device's own broker login (its device id)")
+
+
+class ReplyPayload(_Message):
+    """Body of a signed ``provision.reply`` envelope."""
+
+    serial: Serial
+    nonce: EventId = Field(description="the request's nonce: a reply to another request is refused")
+    status: Literal["approved", "rejected"]
+    reason: str | None = Field(None, max_length=200, description="why it was rejected")
+    device_id: DeviceId | None = None
+    kind: DeviceKind | None = None
+    site: str | None = Field(None, max_length=100)
+    group_id: int | None = None
+    channel_id: int | None = None
+    broker: BrokerAccess | None = None
+    sealed: str | None = Field(None, description='seal_secret({"password": ...}) to the device key')
+    at: float
+
+
+class ConfigPayload(_Message):
+    """Body of a signed, retained ``device.config`` envelope: the whole assigned configuration."""
+
+    device_id: DeviceId
+    version: int = Field(ge=1, description="grows with every change; a device applies only a newer one")
+    issued_at: float
+    config: dict[str, Any] = Field(description="settings for the device (channel, pins, policies, printer...)")
+
+
+class CommandPayload(_Message):
+    """Body of a signed ``device.command`` envelope. A device runs each command id once, and never
+    after ``expires_at``; ``rotate_credentials`` carries the new password sealed in ``args.sealed``."""
+
+    device_id: DeviceId
+    command_id: EventId
+    name: CommandName
+    issued_at: float
+    expires_at: float
+    args: dict[str, Any] = Field(default_factory=dict)
+
+
+class KeysPayload(_Message):
+    """Body of a signed, retained ``hub.keys`` envelope: the hub keys devices must trust from now on.
+    Signed by a key the device already trusts; applied only if ``version`` is newer."""
+
+    version: int = Field(ge=1)
+    keys: dict[str, str] = Field(description='key id -> base64 Ed25519 public key, e.g. {"1": ..., "2": ...}')
+    issued_at: float
+
+
+@dataclass(frozen=True)
+class ProvisioningTopics:
+    prefix: str = "venue"
+
+    def request(self, serial: str) -> str:
+        return f"{self.prefix}/provision/request/{serial}"
+
+    def all_requests(self) -> str:
+        return f"{self.prefix}/provision/request/+"
+
+    def reply(self, reply_to: str) -> str:
+        return f"{self.prefix}/provision/reply/{reply_to}"
+
+    def config(self, device_id: str) -> str:
+        return f"{self.prefix}/device/{device_id}/config"
+
+    def config_ack(self, device_id: str) -> str:
+        return f"{self.prefix}/device/{device_id}/config_ack"
+
+    def command(self, device_id: str) -> str:
+        return f"{self.prefix}/device/{device_id}/command"
+
+    def command_result(self, device_id: str) -> str:
+        return f"{self.prefix}/device/{device_id}/command_result"
+
+    def hub_keys(self) -> str:
+        return f"{self.prefix}/hub/keys"
+
+
+def seal_secret(secret: dict[str, Any], device_public_key_b64: str) -> str:
+    """Encrypt ``secret`` (JSON) so that only the holder of the device's Ed25519 private key can read it."""
+    ed_pk = base64.b64decode(device_public_key_b64)
+    curve_pk = nacl.public.PublicKey(nacl.bindings.crypto_sign_ed25519_pk_to_curve25519(ed_pk))
+    box = nacl.public.SealedBox(curve_pk)
+    return base64.b64encode(box.encrypt(json.dumps(secret).encode())).decode()
+
+
+def open_secret(sealed_b64: str, device_key: nacl.signing.SigningKey) -> dict[str, Any]:
+    """Decrypt what :func:`seal_secret` sealed to this device. Raises MalformedError."""
+    try:
+        curve_sk = nacl.public.PrivateKey(nacl.bindings.crypto_sign_ed25519_sk_to_curve25519(
+            bytes(device_key) + bytes(device_key.verify_key)))
+        data = nacl.public.SealedBox(curve_sk).decrypt(base64.b64decode(sealed_b64))
+        out = json.loads(data)
+    except (nacl.exceptions.CryptoError, ValueError) as exc:
+        raise MalformedError("sealed secret does not open with this device's key") from exc
+    if not isinstance(out, dict):
+        raise MalformedError("sealed secret is not a JSON object")
+    return out
