@@ -39,6 +39,8 @@ def main() -> None:
         print(f"starting the hub on {hub.base_url} ...", flush=True)
         hub.start()
         show = seed_show(hub)
+        guard_password = secrets.token_urlsafe(9)
+        hub.call("POST", "/users", json={"username": "guard", "password": guard_password, "role": "security"})
         tickets = [("adult, 1 person", sell(hub, show)),
                    ("group, 4 persons", sell(hub, show, persons=4)),
                    ("staff ticket (not accepted at this channel)", sell(hub, show, show.staff_type))]
@@ -62,6 +64,8 @@ def main() -> None:
         print(f"""
 Ready.
   Hub API docs:   {hub.base_url}/docs     (user: admin  password: {password})
+  Staff console:  {hub.base_url}/console  (security user: guard  password: {guard_password})
+  Fire alarm:     touch {gate.data_dir}/sim-fire-alarm   (rm it to reset the contact; clear in the console)
   Scan a ticket with the serial scanner:  scripts/scan.sh <token>
   Hold a phone up to the camera:         scripts/scan.sh --camera <token>
   Tap an NFC ticket or annual pass:      scripts/scan.sh --nfc <token>   /   scripts/scan.sh --card {DEMO_CARD_UID}
