@@ -1,4 +1,10 @@
-"""``python -m gate_agent --config gate.toml`` (console script ``venue-gate``)."""
+"""``python -m gate_agent --config gate.toml`` (console script ``venue-gate``).
+
+``--bootstrap bootstrap.toml``: a provisioned device. It enrolls first if it has no identity yet
+(:mod:`provisioning.device`), then runs with the identity's id, broker login, group and channel; the
+config file then gives only the local settings (scanner, turnstile, data_dir...). Exit code 75 means
+"restart me" (the hub's ``restart`` command); 3: enrollment rejected.
+"""
 
 from __future__ import annotations
 
@@ -19,6 +25,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", type=Path, default=None, help="TOML configuration file")
     parser.add_argument("--validate-config", action="store_true", help="check the configuration and exit")
     parser.add_argument("--debug", action="store_true", help="debug logging")
+    parser.add_argument("--bootstrap", type=Path, default=None,
+                        help="bootstrap TOML of a provisioned device: enroll if needed, then run on its identity")
     parser.add_argument("--sim", action="store_true",
                         help="simulate the hardware: MockFactory turnstile with a patron, camera reading an image "
                              "folder, RFID over nfcpy's udp driver")
@@ -34,12 +42,23 @@ def main(argv: list[str] | None = None) -> int:
         print(f"config ok: {args.config or '(defaults)'} device {cfg.device_id}")
         return 0
     setup_logging(cfg.device_id, logging.DEBUG if args.debug else logging.INFO)
+    identity_dir = None
+    if args.bootstrap is not None:
+        from provisioning.device import EnrollmentRejected, ProvisioningError, load_or_enroll
+
+        try:
+            identity_dir = load_or_enroll(args.bootstrap)
+        except EnrollmentRejected as exc:
+            logging.getLogger("gate_agent").error("enrollment rejected by the hub: %s", exc.reason)
+            return 3
+        except ProvisioningError as exc:
+            logging.getLogger("gate_agent").error("%s", exc)
+            return 2
     try:
-        asyncio.run(run_gate(cfg, sim=args.sim))
+        return asyncio.run(run_gate(cfg, sim=args.sim, identity_dir=identity_dir))
     except ConfigError as exc:
         logging.getLogger("gate_agent").error("%s", exc)
         return 2
-    return 0
 
 
 if __name__ == "__main__":

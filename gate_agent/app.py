@@ -48,7 +48,8 @@ def link_options(cfg: GateConfig) -> LinkOptions:
         device_id=cfg.device_id, group_id=cfg.group_id, channel_id=cfg.channel_id, kind=cfg.kind,
         host=cfg.mqtt.host, port=cfg.mqtt.port, prefix=cfg.mqtt.prefix, username=cfg.mqtt.username,
         password=cfg.mqtt.password.get_secret_value(), keepalive=cfg.mqtt.keepalive,
-        status_interval=cfg.status_interval,
+        status_interval=cfg.status_interval, tls=cfg.mqtt.tls,
+        tls_ca=str(cfg.mqtt.ca_file) if cfg.mqtt.ca_file else None,
     )
 
 
@@ -90,11 +91,15 @@ def make_actuator(cfg: GateConfig, pin_factory: object = None, *, sim: bool = Fa
 
 
 async def run_gate(cfg: GateConfig, stop: asyncio.Event | None = None, *, pin_factory: object = None,
-                   sim: bool = False) -> None:
-    """Run until ``stop`` is set (or SIGTERM/SIGINT), then announce offline and return.
+                   sim: bool = False, identity_dir: Path | None = None) -> int:
+    """Run until ``stop`` is set (or SIGTERM/SIGINT), then announce offline and return the exit code
+    (0, or :data:`provisioning.agent.EXIT_RESTART` after the hub's ``restart`` command).
 
     ``sim`` (``--sim``): every part on its hardware-free backend, see :func:`gate_agent.sim.sim_config`.
+    ``identity_dir``: an enrolled device (:mod:`provisioning.device`): its id, group, channel, broker
+    login and hub keys replace the config's, and it serves the hub's config, commands and key updates.
     """
+    agent = None
     if sim:
         from gate_agent.sim import sim_config
 
@@ -105,8 +110,19 @@ async def run_gate(cfg: GateConfig, stop: asyncio.Event | None = None, *, pin_fa
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    keyring = load_keyring(cfg.hub_keys_file)
+    if identity_dir is not None:
+        from provisioning.agent import with_identity
+        from provisioning.device import Identity
+
+        identity = Identity.load(identity_dir)
+        cfg, keyring = with_identity(cfg, identity), identity.keyring()
+    else:
+        keyring = load_keyring(cfg.hub_keys_file)
     with Store.open(cfg.data_dir) as store:
+        if identity_dir is not None:
+            from provisioning.agent import stored_config
+
+            cfg = stored_config(cfg, store)
         actuator = make_actuator(cfg, pin_factory, sim=sim)
         emergency = make_release(cfg, store, keyring, actuator)
         if emergency is not None:
@@ -116,6 +132,11 @@ async def run_gate(cfg: GateConfig, stop: asyncio.Event | None = None, *, pin_fa
         if emergency is not None:
             link.serve_emergency(emergency.on_command, emergency.state_payload)
             emergency.bind(link.publish_emergency)
+        if identity_dir is not None:
+            from provisioning.agent import DeviceAgent
+
+            agent = DeviceAgent(identity_dir, link, store, keyring, cfg, stop)
+            agent.start()
         station = Station(cfg.device_id, cfg.group_id, cfg.channel_id)
         online = make_online(cfg)
         checker = Checker(station, store, keyring, actuator, on_event=link.wake, online=online, emergency=emergency)
@@ -176,6 +197,9 @@ async def run_gate(cfg: GateConfig, stop: asyncio.Event | None = None, *, pin_fa
             await link_task
         if online is not None:
             await online.aclose()
+        if agent is not None:
+            agent.close()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.remove_signal_handler(sig)
     log.info("stopped")
+    return agent.exit_code if agent is not None else 0

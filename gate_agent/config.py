@@ -36,6 +36,8 @@ class MqttConfig(_Section):
     username: str = Field("", description="MQTT user name; empty for anonymous")
     password: SecretStr = Field(SecretStr(""), description="MQTT password; never logged")
     keepalive: int = Field(10, ge=1, le=3600, description="MQTT keepalive in seconds (Last Will latency)")
+    tls: bool = Field(False, description="connect with TLS")
+    ca_file: Path | None = Field(None, description="CA certificate of the broker (TLS); None: the system's CAs")
 
 
 class ScannerConfig(_Section):

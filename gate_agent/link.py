@@ -12,7 +12,7 @@ import logging
 import socket
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import aiomqtt
 
@@ -48,6 +48,8 @@ class LinkOptions:
     sync_interval: float = 2.0
     backoff_min: float = 0.5
     backoff_max: float = 5.0
+    tls: bool = False
+    tls_ca: str | None = None  # CA file of the broker's certificate (TLS); None: the system's CAs
 
 
 class Link:
@@ -68,6 +70,10 @@ class Link:
         self._last_sync = -1e9
         self._deferred_sync: asyncio.Task[None] | None = None
         self._emergency_state: Callable[[], bytes] | None = None
+        self.birth: int | None = None  # set by the provisioning agent; sent in every status
+        self.config_version: int | None = None
+        self._relogin = False
+        self._snapshot_wanted = False
         me, group = options.device_id, options.group_id
         self._handlers: dict[str, Callable[[bytes], Awaitable[None]]] = {
             self.topics.ack(me): self._on_ack,
@@ -80,6 +86,33 @@ class Link:
         ``{prefix}/device/{id}/emergency`` on every (re)connect and on :meth:`publish_emergency`."""
         self._handlers[self.topics.emergency_command()] = handler
         self._emergency_state = state
+
+    def serve(self, topic: str, handler: Callable[[bytes], Awaitable[None]]) -> None:
+        """Subscribe ``topic`` (from the next connect on) and dispatch its messages to ``handler``."""
+        self._handlers[topic] = handler
+
+    async def publish(self, topic: str, payload: bytes) -> bool:
+        """Publish at QoS 1; False if not connected or it failed."""
+        client = self._client
+        if client is None:
+            return False
+        try:
+            await client.publish(topic, payload, qos=1, timeout=2)
+        except aiomqtt.MqttError as exc:
+            log.warning("could not publish on %s: %s", topic, exc)
+            return False
+        return True
+
+    def relogin(self, username: str, password: str) -> None:
+        """Use these broker credentials from now on: the session is closed and reopened with them."""
+        self.opt = replace(self.opt, username=username, password=password)
+        self._relogin = True
+
+    async def resync(self) -> None:
+        """Forget the installed seq for sync purposes and ask the hub for a full snapshot now."""
+        self._snapshot_wanted = True
+        if self._client is not None:
+            await self._request_sync(self._client, force=True)
 
     async def publish_emergency(self) -> bool:
         """Publish the emergency state now (retained, QoS 1); False if not connected or it failed."""
@@ -104,7 +137,8 @@ class Link:
             device_id=self.opt.device_id, state=state, at=time.time(), kind=self.opt.kind,
             group_id=self.opt.group_id, channel_id=self.opt.channel_id, whitelist_seq=seq,
             outbox=self.store.outbox_count(), version=__version__,
-            health=self.health() if self.health is not None and state == "online" else None))
+            health=self.health() if self.health is not None and state == "online" else None,
+            birth=self.birth, config_version=self.config_version, interval=self.opt.status_interval))
 
     def _client_for(self) -> aiomqtt.Client:
         will = aiomqtt.Will(self.topics.status(self.opt.device_id), self._status("offline"), qos=1, retain=True)
@@ -113,6 +147,7 @@ class Link:
             username=self.opt.username or None, password=self.opt.password or None,
             protocol=aiomqtt.ProtocolVersion.V5, will=will, keepalive=self.opt.keepalive,
             clean_start=True, timeout=5,
+            tls_params=aiomqtt.TLSParameters(ca_certs=self.opt.tls_ca) if self.opt.tls else None,
             # no Nagle: a confirmation right after a PUBACK would wait ~40 ms for the broker's delayed ACK
             socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
         )
@@ -151,6 +186,9 @@ class Link:
         try:
             async for message in client.messages:
                 await self._dispatch(str(message.topic), message.payload)
+                if self._relogin:
+                    self._relogin = False
+                    raise aiomqtt.MqttError("reconnecting with new credentials")
         finally:
             if self._deferred_sync is not None:
                 tasks.append(self._deferred_sync)
@@ -190,7 +228,7 @@ class Link:
                 self._deferred_sync = asyncio.create_task(self._sync_later(client, wait))
             return
         self._last_sync = now
-        have = self.store.whitelist_seq if self.store.installed else -1
+        have = self.store.whitelist_seq if self.store.installed and not self._snapshot_wanted else -1
         request = SyncRequest(device_id=self.opt.device_id, group_id=self.opt.group_id, have_seq=have)
         await client.publish(self.topics.sync(self.opt.device_id), dump_message(request), qos=1)
         log.info("whitelist sync requested from seq %s", have)
@@ -269,5 +307,6 @@ class Link:
         if outcome is wl.Outcome.GAP:
             await self._request_sync(client)
         elif outcome in (wl.Outcome.INSTALLED, wl.Outcome.APPLIED) and kind == wl.KIND_SNAPSHOT:
+            self._snapshot_wanted = False
             await client.publish(self.topics.status(self.opt.device_id), self._status("online"),
                                  qos=1, retain=True)

@@ -165,6 +165,17 @@ class Store:
                                (card_id, local_day(now))).fetchone()
         return int(row[0]) if row else 0
 
+    # ---- other state (provisioning: birth counter, hub config, commands seen) -----------------
+
+    def get_meta(self, key: str) -> str | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return str(row[0]) if row else None
+
+    def set_meta(self, **values: str) -> None:
+        """Store ``key=value`` pairs in ``meta`` in one committed transaction."""
+        with self._transaction() as db:
+            db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", list(values.items()))
+
     # ---- emergency ---------------------------------------------------------------------------
 
     def emergency(self) -> dict[str, Any] | None:

@@ -11,12 +11,21 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from hub.api import routes_admin, routes_cards, routes_catalog, routes_checkin, routes_console, routes_emergency
+from hub.api import (
+    routes_admin,
+    routes_cards,
+    routes_catalog,
+    routes_checkin,
+    routes_console,
+    routes_emergency,
+    routes_provisioning,
+)
 from hub.bridge import MqttBridge
 from hub.config import Settings
 from hub.db import Database, make_engine, migrate
 from hub.errors import HubError
-from hub.services import auth
+from hub.provisioning_link import ProvisioningLink
+from hub.services import auth, signing_keys
 from hub.services.context import HubContext
 from protocol.keys import Signer
 from protocol.topics import Topics
@@ -30,8 +39,9 @@ def build_context(settings: Settings) -> HubContext:
     engine = make_engine(settings.database_url)
     migrate(engine)
     signer = Signer.load_or_create(settings.key_file, settings.key_id)
-    return HubContext(Database(engine), signer, Topics(settings.mqtt.prefix),
-                      token_ttl=settings.token_ttl_hours * 3600)
+    ctx = HubContext(Database(engine), signer, Topics(settings.mqtt.prefix), token_ttl=settings.token_ttl_hours * 3600)
+    signing_keys.restore(ctx, settings.key_file)  # after a key rotation: the active key and the trusted list
+    return ctx
 
 
 async def _checkpoint_loop(ctx: HubContext, every: float = 1.0) -> None:
@@ -50,7 +60,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     ctx = await asyncio.to_thread(build_context, settings)
     await asyncio.to_thread(auth.bootstrap_admin, ctx, settings.admin.username,
                             settings.admin.password.get_secret_value())
-    bridge = MqttBridge(ctx, settings.mqtt, settings.emergency)
+    bridge = MqttBridge(ctx, settings.mqtt, settings.emergency, ProvisioningLink(ctx, settings))
     ctx.publish = bridge.publish_threadsafe
     app.state.ctx, app.state.bridge = ctx, bridge
     task = asyncio.create_task(bridge.run(), name="mqtt-bridge")
@@ -77,7 +87,7 @@ def create_app(settings: Settings) -> FastAPI:
                   description="Tickets, check-in rules, online check-in and whitelists for the gates.")
     app.state.settings = settings
     app.add_exception_handler(HubError, _hub_error)
-    for module in (routes_admin, routes_catalog, routes_checkin, routes_cards, routes_emergency):
+    for module in (routes_admin, routes_catalog, routes_checkin, routes_cards, routes_emergency, routes_provisioning):
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(routes_console.router)  # GET /console: the staff web console
     return app

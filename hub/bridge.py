@@ -18,6 +18,7 @@ import aiomqtt
 
 from hub.config import EmergencySettings, MqttSettings
 from hub.emergency_link import EmergencyLink
+from hub.provisioning_link import ProvisioningLink
 from hub.services import devices, ingest, whitelist
 from hub.services.context import HubContext, Outgoing
 from protocol.errors import MalformedError
@@ -33,7 +34,8 @@ def _excerpt(payload: bytes) -> str:
 
 
 class MqttBridge:
-    def __init__(self, ctx: HubContext, settings: MqttSettings, emergency: EmergencySettings | None = None) -> None:
+    def __init__(self, ctx: HubContext, settings: MqttSettings, emergency: EmergencySettings | None = None,
+                 provisioning: ProvisioningLink | None = None) -> None:
         self.ctx = ctx
         self.settings = settings
         self.connected = asyncio.Event()
@@ -43,7 +45,8 @@ class MqttBridge:
         self._batches: asyncio.Queue[EventBatch] = asyncio.Queue()
         self._inflight: set[asyncio.Task[None]] = set()
         self.emergency = EmergencyLink(ctx, emergency or EmergencySettings(), self._outbox.put_nowait)
-        self._retained = ctx.topics.emergency_command()  # the one topic the hub publishes retained
+        self.provisioning = provisioning  # enrollment, device config/commands, key lists; None: not run
+        self._retained = ctx.topics.emergency_command()  # retained, with provisioning's config and key topics
         self._handlers: dict[str, Callable[[str, bytes], Awaitable[None]]] = {
             "events": self._on_events, "status": self._on_status, "sync": self._on_sync,
             "emergency": self.emergency.on_state}
@@ -63,7 +66,8 @@ class MqttBridge:
             if client is None or not self.connected.is_set():
                 log.info("MQTT broker not connected; dropped publish to %s (devices catch up by sync)", topic)
                 continue
-            task = asyncio.create_task(self._publish(client, topic, payload, topic == self._retained))
+            retain = topic == self._retained or (self.provisioning is not None and self.provisioning.is_retained(topic))
+            task = asyncio.create_task(self._publish(client, topic, payload, retain))
             self._inflight.add(task)
             task.add_done_callback(self._inflight.discard)
 
@@ -83,6 +87,8 @@ class MqttBridge:
             tg.create_task(self._writer())
             tg.create_task(self._connection_loop())
             tg.create_task(self.emergency.run(self.connected))
+            if self.provisioning is not None:
+                tg.create_task(self.provisioning.run(self.connected))
 
     def _make_client(self) -> aiomqtt.Client:
         s = self.settings
@@ -101,11 +107,15 @@ class MqttBridge:
                 async with self._make_client() as client:
                     for leaf in self._handlers:
                         await client.subscribe(topics.all_devices(leaf), qos=1)
+                    for topic in self.provisioning.subscriptions() if self.provisioning is not None else ():
+                        await client.subscribe(topic, qos=1)
                     self._client = client
                     self.connected.set()
                     backoff = BACKOFF_MIN
                     log.info("MQTT bridge connected to %s:%s", self.settings.host, self.settings.port)
                     await self.emergency.announce()
+                    if self.provisioning is not None:
+                        await self.provisioning.announce()
                     async for message in client.messages:
                         await self._dispatch(message.topic.value, message.payload)
             except aiomqtt.MqttError as exc:
@@ -120,6 +130,9 @@ class MqttBridge:
     async def _dispatch(self, topic: str, payload: object) -> None:
         data = payload if isinstance(payload, bytes) else str(payload or "").encode()
         try:
+            if self.provisioning is not None and self.provisioning.owns(topic):
+                await self.provisioning.dispatch(topic, data)
+                return
             device_id, leaf = self.ctx.topics.parse_device_topic(topic)
             handler = self._handlers.get(leaf)
             if handler is None:
@@ -139,6 +152,10 @@ class MqttBridge:
     async def _on_events(self, device_id: str, data: bytes) -> None:
         batch = parse_message(EventBatch, data)
         self._check_device(device_id, batch.device_id)
+        if self.provisioning is not None and self.provisioning.refuses(device_id):
+            log.warning("dropped %s event(s) from revoked device %s: not stored, not acked", len(batch.events),
+                        device_id)
+            return
         for event in batch.events:
             self._check_device(device_id, event.device_id)
         self._batches.put_nowait(batch)

@@ -43,6 +43,28 @@ class EmergencySettings(_Section):
                                       "online gate has not confirmed it")
 
 
+class BrokerAdminSettings(_Section):
+    enabled: bool = Field(False, description="manage per-device broker logins through Mosquitto's dynamic-security "
+                                             "plugin; off: devices keep the broker's existing (e.g. anonymous) access")
+    host: str = Field("127.0.0.1", description="broker host of the dynsec admin connection")
+    port: int = Field(1883, ge=1, le=65535, description="broker port of the dynsec admin connection")
+    username: str = Field("", description="dynsec admin user")
+    password: SecretStr = Field(SecretStr(""), description="dynsec admin password; never logged")
+    ca_file: Path | None = Field(None, description="venue CA: when set, the admin connection uses TLS")
+    device_host: str = Field("", description="broker host devices are told to use; empty: mqtt.host")
+    device_port: int = Field(0, ge=0, le=65535, description="broker port devices are told to use; 0: mqtt.port")
+    device_tls: bool = Field(False, description="whether devices must use TLS")
+
+
+class ProvisioningSettings(_Section):
+    request_max_age: float = Field(600.0, gt=0, description="seconds an enrollment request stays acceptable")
+    rotate_timeout: float = Field(60.0, gt=0, description="seconds a device has to confirm a credential rotation; "
+                                                          "until then (and if it never does) the old password stays")
+    default_interval: float = Field(30.0, gt=0, description="heartbeat interval assumed for a device that gives none")
+    offline_after: float = Field(2.5, gt=1, description="a device is offline after this many intervals of silence")
+    liveness_check: float = Field(1.0, gt=0, description="seconds between liveness sweeps")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="HUB__", env_nested_delimiter="__", extra="forbid")
 
@@ -54,6 +76,10 @@ class Settings(BaseSettings):
     mqtt: MqttSettings = Field(default_factory=MqttSettings, description="MQTT bridge")
     admin: AdminSettings = Field(default_factory=AdminSettings, description="bootstrap admin")
     emergency: EmergencySettings = Field(default_factory=EmergencySettings, description="emergency release")
+    broker_admin: BrokerAdminSettings = Field(default_factory=BrokerAdminSettings,
+                                              description="per-device broker credentials (dynamic security)")
+    provisioning: ProvisioningSettings = Field(default_factory=ProvisioningSettings,
+                                               description="device enrollment, commands and liveness")
 
 
 def load_settings(path: Path | None = None, **overrides: Any) -> Settings:

@@ -172,6 +172,11 @@ devices = Table(
     Column("outbox", Integer),
     Column("version", String(64)),
     Column("health", JSON),  # {"turnstile": "ok", "camera": "missing", ...}
+    Column("birth", Integer),  # the device's boot counter; a new value counts a reboot
+    Column("reboots", Integer, nullable=False, default=0),
+    Column("interval", Float),  # seconds to the next heartbeat at the latest, as the device said
+    Column("heard_at", Float),  # hub clock of the newest status (liveness is judged on it)
+    Column("config_version", Integer),  # the hub-assigned config version the device reports in force
 )
 
 emergency_commands = Table(  # every emergency command the hub issued; the newest is the current state
@@ -193,4 +198,70 @@ device_emergency = Table(  # the newest EmergencyState each device reported
     Column("cause", String(16)),  # command, fire, button
     Column("at", Float, nullable=False),  # device clock
     Column("received_at", Float, nullable=False),
+)
+
+enrollment_requests = Table(  # the newest enrollment request of each serial (hub/services/enrollment.py)
+    "enrollment_requests", metadata,
+    Column("serial", String(64), primary_key=True),
+    Column("kind", String(16), nullable=False),
+    Column("hardware_model", String(100), nullable=False),
+    Column("software_version", String(40), nullable=False),
+    Column("public_key", String(64), nullable=False),
+    Column("reply_to", String(32), nullable=False),
+    Column("nonce", String(32), nullable=False),
+    Column("at", Float, nullable=False),  # device clock
+    Column("received_at", Float, nullable=False),
+    Column("status", String(16), nullable=False),  # pending, approved, rejected
+    Column("decided_by", String(64)),
+    Column("reason", String(200)),
+)
+
+enrollment_nonces = Table(  # every request nonce seen: a replayed request is refused
+    "enrollment_nonces", metadata,
+    Column("nonce", String(32), primary_key=True),
+    Column("serial", String(64), nullable=False),
+    Column("seen_at", Float, nullable=False),
+)
+
+provisioned_devices = Table(  # devices admitted by enrollment, with their assigned config
+    "provisioned_devices", metadata,
+    Column("device_id", String(64), primary_key=True),
+    Column("serial", String(64), nullable=False, index=True),
+    Column("kind", String(16), nullable=False),
+    Column("site", String(100), nullable=False),
+    Column("group_id", Integer),
+    Column("channel_id", Integer),
+    Column("public_key", String(64), nullable=False),
+    Column("status", String(16), nullable=False),  # active, revoked
+    Column("status_reason", String(200)),
+    Column("created_at", Float, nullable=False),
+    Column("config", JSON, nullable=False),
+    Column("config_version", Integer, nullable=False),
+    Column("config_envelope", LargeBinary, nullable=False),  # seal(KIND_CONFIG, ...), published retained
+    Column("acked_version", Integer),
+    Column("ack_error", String(500)),
+    Column("acked_at", Float),
+)
+
+device_commands = Table(  # remote commands; a result arrives on .../command_result
+    "device_commands", metadata,
+    Column("command_id", String(32), primary_key=True),
+    Column("device_id", String(64), nullable=False, index=True),
+    Column("name", String(32), nullable=False),
+    Column("issued_by", String(64), nullable=False),
+    Column("issued_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Column("ok", Boolean),  # None until the result arrives
+    Column("result", JSON),
+    Column("error", String(500)),
+    Column("done_at", Float),
+)
+
+hub_key_lists = Table(  # every hub.keys list published; the newest is in force
+    "hub_key_lists", metadata,
+    Column("version", Integer, primary_key=True, autoincrement=False),
+    Column("keys", JSON, nullable=False),  # {"1": "<base64 public key>", "2": ...}
+    Column("active_kid", Integer, nullable=False),  # the key the hub signs with
+    Column("issued_at", Float, nullable=False),
+    Column("envelope", LargeBinary, nullable=False),
 )

@@ -86,6 +86,10 @@ class Keyring:
     def to_b64(self) -> dict[int, str]:
         return {k: _b64(bytes(v)) for k, v in self._keys.items()}
 
+    def replace(self, other: Keyring) -> None:
+        """Trust exactly ``other``'s keys from now on, in place (every holder of this keyring sees it)."""
+        self._keys = dict(other._keys)
+
     def kids(self) -> list[int]:
         return sorted(self._keys)
 

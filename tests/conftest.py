@@ -9,12 +9,24 @@ from protocol.keys import Keyring, Signer
 from tests.support.broker import Mosquitto
 from tests.support.processes import HubProcess
 from tests.support.scenario import Show, seed_show
+from tests.support.secure_broker import SecureMosquitto
 
 
 @pytest.fixture
 def broker(tmp_path: Path) -> Iterator[Mosquitto]:
     """A fresh Mosquitto for one test, always stopped afterwards."""
     mosq = Mosquitto(tmp_path / "mosquitto")
+    mosq.start()
+    try:
+        yield mosq
+    finally:
+        mosq.stop()
+
+
+@pytest.fixture
+def secure_broker(tmp_path: Path) -> Iterator[SecureMosquitto]:
+    """A fresh Mosquitto with dynamic security (no anonymous access) and a TLS listener; always stopped."""
+    mosq = SecureMosquitto(tmp_path / "secure-mosquitto")
     mosq.start()
     try:
         yield mosq

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from sqlalchemy import insert, select, update
@@ -10,17 +11,28 @@ from hub.services.context import HubContext, row_dict
 from hub.tables import devices
 from protocol.messages import GateStatus
 
+log = logging.getLogger(__name__)
+
 
 def record_status(ctx: HubContext, status: GateStatus) -> None:
     values = {"kind": status.kind, "state": status.state, "last_seen": max(status.at, 0.0),
               "group_id": status.group_id, "channel_id": status.channel_id,
               "whitelist_seq": status.whitelist_seq, "outbox": status.outbox, "version": status.version,
               "health": status.health}
+    values.update(heard_at=ctx.clock(), interval=status.interval, config_version=status.config_version)
     if status.state == "offline":  # a Last Will knows only the state; keep what the device said before
         values = {"state": "offline", "last_seen": values["last_seen"]}
     with ctx.db.write() as conn:
-        done = conn.execute(update(devices).where(devices.c.device_id == status.device_id).values(**values))
-        if done.rowcount == 0:
+        old = conn.execute(select(devices.c.birth, devices.c.reboots)
+                           .where(devices.c.device_id == status.device_id)).first()
+        if status.birth is not None and status.state == "online":
+            values["birth"] = status.birth
+            if old is not None and old.birth is not None and old.birth != status.birth:  # same birth: a reconnect
+                values["reboots"] = (old.reboots or 0) + 1
+                log.info("device %s restarted (birth %s -> %s)", status.device_id, old.birth, status.birth)
+        if old is not None:
+            conn.execute(update(devices).where(devices.c.device_id == status.device_id).values(**values))
+        else:
             conn.execute(insert(devices).values(device_id=status.device_id, **{"kind": status.kind, **values}))
 
 

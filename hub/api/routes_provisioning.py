@@ -1,0 +1,188 @@
+"""Provisioning: enrollment requests, the device registry, config, lifecycle, commands, hub key rotation.
+
+Ops or admin for devices; admin only for hub keys. Every write is audited; no response carries a secret.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from hub.api.deps import Admin, Ctx, Operator
+from hub.errors import NotFound
+from hub.provisioning_link import ProvisioningLink
+from hub.services import device_admin, enrollment
+from hub.services.context import HubContext
+
+router = APIRouter(prefix="/provisioning", tags=["provisioning"])
+
+
+async def _link(request: Request) -> ProvisioningLink:
+    link: ProvisioningLink | None = request.app.state.bridge.provisioning
+    if link is None:
+        raise NotFound("provisioning is not running in this hub")
+    return link
+
+
+Link = Annotated[ProvisioningLink, Depends(_link)]
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RequestOut(BaseModel):
+    serial: str
+    kind: str
+    hardware_model: str
+    software_version: str
+    public_key: str
+    at: float = Field(description="device clock when it asked")
+    received_at: float
+    status: str
+
+
+class ApproveIn(_In):
+    device_id: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="also the device's broker login")
+    site: str = Field(min_length=1, max_length=100)
+    group_id: int | None = None
+    channel_id: int | None = None
+    kind: Literal["gate", "handheld", "kiosk", "printer"] | None = Field(None, description="default: as requested")
+    config: dict[str, Any] = Field(default_factory=dict, description="initial config (version 1)")
+
+
+class ReasonIn(_In):
+    reason: str = Field(min_length=1, max_length=200)
+
+
+class ConfigIn(_In):
+    config: dict[str, Any]
+
+
+class CommandIn(_In):
+    name: Literal["resync_whitelist", "restart", "diagnostics"]
+    timeout_s: float = Field(60.0, gt=0, le=3600, description="the device must not run it later")
+
+
+class RotateIn(_In):
+    timeout_s: float | None = Field(None, gt=0, le=3600, description="default: provisioning.rotate_timeout")
+
+
+class RetireIn(_In):
+    kid: int = Field(ge=0, le=255)
+
+
+class CommandOut(BaseModel):
+    command_id: str
+    device_id: str
+    name: str
+    state: Literal["pending", "ok", "failed", "timed_out"]
+    issued_by: str
+    issued_at: float
+    expires_at: float
+    result: dict[str, Any] | None
+    error: str | None
+    done_at: float | None
+
+
+class DeviceOut(BaseModel):
+    device_id: str
+    serial: str
+    kind: str
+    site: str
+    group_id: int | None
+    channel_id: int | None
+    status: Literal["active", "revoked"]
+    status_reason: str | None
+    config_version: int = Field(description="the version assigned by the hub")
+    acked_version: int | None = Field(description="the newest version the device confirmed applied")
+    ack_error: str | None
+    config_drift: bool = Field(description="assigned version != acked version")
+    online: bool
+    last_seen: float | None = Field(description="hub clock of the newest status")
+    birth: int | None
+    reboots: int
+    software_version: str | None
+    commands: list[CommandOut] = Field(description="the newest commands, newest first")
+
+
+@router.get("/requests")
+def requests(ctx: Ctx, _who: Operator) -> list[RequestOut]:
+    """Pending enrollment requests, oldest first."""
+    return [RequestOut(**r) for r in enrollment.pending(ctx)]
+
+
+@router.post("/requests/{serial}/approve", status_code=201)
+async def approve(serial: str, body: ApproveIn, ctx: Ctx, link: Link, who: Operator) -> DeviceOut:
+    """Create the device's broker login, store it, send it the signed reply and its first config."""
+    await link.approve(who, serial, enrollment.Approval(body.device_id, body.site, body.group_id, body.channel_id,
+                                                        body.kind, body.config))
+    return await asyncio.to_thread(_device, ctx, body.device_id)
+
+
+@router.post("/requests/{serial}/reject")
+async def reject(serial: str, body: ReasonIn, link: Link, who: Operator) -> dict[str, str]:
+    await link.reject(who, serial, body.reason)
+    return {"serial": serial, "status": "rejected"}
+
+
+def _device(ctx: HubContext, device_id: str) -> DeviceOut:
+    for d in device_admin.registry(ctx):
+        if d["device_id"] == device_id:
+            return DeviceOut(**d)
+    raise NotFound(f"no provisioned device {device_id!r}")
+
+
+@router.get("/devices")
+def devices(ctx: Ctx, _who: Operator) -> list[DeviceOut]:
+    """Every provisioned device: status, config drift, liveness and its newest commands."""
+    return [DeviceOut(**d) for d in device_admin.registry(ctx)]
+
+
+@router.put("/devices/{device_id}/config")
+async def set_config(device_id: str, body: ConfigIn, link: Link, who: Operator) -> dict[str, Any]:
+    """Store the next config version and publish it signed and retained."""
+    return {"device_id": device_id, "config_version": await link.set_config(who, device_id, body.config)}
+
+
+@router.post("/devices/{device_id}/rotate", status_code=202)
+async def rotate(device_id: str, link: Link, who: Operator, body: RotateIn | None = None) -> dict[str, str]:
+    """Send the new password; the broker switches to it once the device confirms (see the command)."""
+    command_id = await link.rotate_credentials(who, device_id, body.timeout_s if body else None)
+    return {"device_id": device_id, "command_id": command_id}
+
+
+@router.post("/devices/{device_id}/revoke")
+async def revoke(device_id: str, body: ReasonIn, ctx: Ctx, link: Link, who: Operator) -> DeviceOut:
+    """Remove its broker login (its session ends now) and refuse its events from now on."""
+    await link.revoke(who, device_id, body.reason)
+    return await asyncio.to_thread(_device, ctx, device_id)
+
+
+@router.post("/devices/{device_id}/command", status_code=202)
+async def command(device_id: str, body: CommandIn, ctx: Ctx, link: Link, who: Operator) -> CommandOut:
+    command_id = await link.command(who, device_id, body.name, body.timeout_s)
+    return CommandOut(**await asyncio.to_thread(device_admin.command, ctx, command_id))
+
+
+@router.get("/commands/{command_id}")
+def command_state(command_id: str, ctx: Ctx, _who: Operator) -> CommandOut:
+    """pending, ok, failed, or timed_out (no result before ``expires_at``)."""
+    return CommandOut(**device_admin.command(ctx, command_id))
+
+
+@router.post("/keys/rotate", status_code=201)
+async def rotate_keys(ctx: Ctx, link: Link, who: Admin) -> dict[str, Any]:
+    """Make key n+1 and sign with it from now on; devices get {old, new}, signed with the old key."""
+    kid = await link.rotate_keys(who)
+    return {"active_kid": kid, "trusted": ctx.keyring.kids()}
+
+
+@router.post("/keys/retire")
+async def retire_key(body: RetireIn, ctx: Ctx, link: Link, who: Admin) -> dict[str, Any]:
+    """Stop trusting an old key id (devices get the shorter list, signed with the active key)."""
+    await link.retire_key(who, body.kid)
+    return {"active_kid": ctx.signer.kid, "trusted": ctx.keyring.kids()}

@@ -1,0 +1,214 @@
+"""Provisioned devices: the registry, assigned config (versioned, signed, retained), acks, revocation,
+remote commands and liveness.
+
+Every function owns its transaction and returns what to publish after the commit; the broker side
+(logins, passwords) is done by :mod:`hub.provisioning_link` around these calls.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+from sqlalchemy import Connection, delete, insert, select, update
+
+from hub.errors import Conflict, NotFound
+from hub.services.context import HubContext, Outgoing, Principal, row_dict
+from hub.tables import device_commands, devices, provisioned_devices
+from protocol.envelope import seal
+from protocol.provisioning import (
+    KIND_COMMAND,
+    KIND_CONFIG,
+    CommandPayload,
+    CommandResult,
+    ConfigAck,
+    ConfigPayload,
+    ProvisioningTopics,
+)
+
+log = logging.getLogger(__name__)
+RECENT_COMMANDS = 5
+
+
+def ptopics(ctx: HubContext) -> ProvisioningTopics:
+    return ProvisioningTopics(ctx.topics.prefix)
+
+
+def _config_envelope(ctx: HubContext, device_id: str, version: int, config: dict[str, Any]) -> bytes:
+    payload = ConfigPayload(device_id=device_id, version=version, issued_at=ctx.clock(), config=config)
+    return seal(KIND_CONFIG, payload.model_dump(), ctx.signer)
+
+
+def create(ctx: HubContext, conn: Connection, row: dict[str, Any], config: dict[str, Any]) -> Outgoing:
+    """Insert (or replace a revoked) device with config version 1; return the config publish."""
+    envelope = _config_envelope(ctx, row["device_id"], 1, config)
+    old = conn.execute(select(provisioned_devices.c.status)
+                       .where(provisioned_devices.c.device_id == row["device_id"])).first()
+    if old is not None and old.status == "active":
+        raise Conflict(f"device id {row['device_id']!r} is taken by an active device")
+    if old is not None:
+        conn.execute(delete(provisioned_devices).where(provisioned_devices.c.device_id == row["device_id"]))
+    conn.execute(insert(provisioned_devices).values(**row, config=config, config_version=1,
+                                                    config_envelope=envelope, acked_version=None))
+    return ptopics(ctx).config(row["device_id"]), envelope
+
+
+def _device(conn: Connection, device_id: str, *, active: bool = True) -> Any:
+    row = conn.execute(select(provisioned_devices).where(provisioned_devices.c.device_id == device_id)).first()
+    if row is None:
+        raise NotFound(f"no provisioned device {device_id!r}; see GET /api/v1/provisioning/devices")
+    if active and row.status != "active":
+        raise Conflict(f"device {device_id} is {row.status}")
+    return row
+
+
+def device(ctx: HubContext, device_id: str) -> dict[str, Any]:
+    with ctx.db.read() as conn:
+        return row_dict(_device(conn, device_id, active=False))
+
+
+def set_config(ctx: HubContext, who: Principal, device_id: str, config: dict[str, Any]) -> tuple[int, Outgoing]:
+    with ctx.db.write() as conn:
+        version = _device(conn, device_id).config_version + 1
+        envelope = _config_envelope(ctx, device_id, version, config)
+        conn.execute(update(provisioned_devices).where(provisioned_devices.c.device_id == device_id)
+                     .values(config=config, config_version=version, config_envelope=envelope))
+        ctx.audit(conn, who, "provisioning.config", device_id, f"version {version}, keys {sorted(config)}")
+    log.info("config version %s of %s set by %s", version, device_id, who.username)
+    return version, (ptopics(ctx).config(device_id), envelope)
+
+
+def config_envelopes(ctx: HubContext) -> list[Outgoing]:
+    """The current config of every active device (re-published retained on every connect)."""
+    with ctx.db.read() as conn:
+        rows = conn.execute(select(provisioned_devices.c.device_id, provisioned_devices.c.config_envelope)
+                            .where(provisioned_devices.c.status == "active"))
+        return [(ptopics(ctx).config(r.device_id), bytes(r.config_envelope)) for r in rows]
+
+
+def record_ack(ctx: HubContext, ack: ConfigAck) -> None:
+    with ctx.db.write() as conn:
+        row = conn.execute(select(provisioned_devices.c.acked_version)
+                           .where(provisioned_devices.c.device_id == ack.device_id)).first()
+        if row is None:
+            log.warning("config ack from unprovisioned device %s ignored", ack.device_id)
+            return
+        if not ack.applied:
+            log.warning("device %s could not apply config version %s: %s", ack.device_id, ack.version, ack.error)
+            conn.execute(update(provisioned_devices).where(provisioned_devices.c.device_id == ack.device_id)
+                         .values(ack_error=ack.error or "not applied", acked_at=ctx.clock()))
+            return
+        if row.acked_version is None or ack.version >= row.acked_version:
+            conn.execute(update(provisioned_devices).where(provisioned_devices.c.device_id == ack.device_id)
+                         .values(acked_version=ack.version, ack_error=None, acked_at=ctx.clock()))
+
+
+def revoke(ctx: HubContext, who: Principal, device_id: str, reason: str) -> Outgoing:
+    """Mark revoked; return the clearing of its retained config."""
+    with ctx.db.write() as conn:
+        _device(conn, device_id)
+        conn.execute(update(provisioned_devices).where(provisioned_devices.c.device_id == device_id)
+                     .values(status="revoked", status_reason=reason))
+        ctx.audit(conn, who, "provisioning.revoke", device_id, reason)
+    log.warning("device %s revoked by %s: %s", device_id, who.username, reason)
+    return ptopics(ctx).config(device_id), b""
+
+
+def revoked_ids(ctx: HubContext) -> set[str]:
+    with ctx.db.read() as conn:
+        return set(conn.execute(select(provisioned_devices.c.device_id)
+                                .where(provisioned_devices.c.status == "revoked")).scalars())
+
+
+def audit(ctx: HubContext, who: Principal, action: str, target: str, detail: str = "") -> None:
+    with ctx.db.write() as conn:
+        ctx.audit(conn, who, action, target, detail)
+
+
+# -- commands -------------------------------------------------------------------------------------
+def issue_command(ctx: HubContext, who: Principal, device_id: str, name: str, timeout_s: float,
+                  args: dict[str, Any] | None = None) -> tuple[str, Outgoing]:
+    now = ctx.clock()
+    command_id = uuid.uuid4().hex
+    payload = CommandPayload(device_id=device_id, command_id=command_id, name=name,
+                             issued_at=now, expires_at=now + timeout_s, args=args or {})
+    with ctx.db.write() as conn:
+        _device(conn, device_id)
+        conn.execute(insert(device_commands).values(command_id=command_id, device_id=device_id, name=name,
+                                                    issued_by=who.username, issued_at=now,
+                                                    expires_at=now + timeout_s))
+        ctx.audit(conn, who, f"provisioning.command.{name}", device_id, f"command {command_id}, {timeout_s:.0f} s")
+    log.info("command %s %s sent to %s by %s", name, command_id, device_id, who.username)
+    return command_id, (ptopics(ctx).command(device_id), seal(KIND_COMMAND, payload.model_dump(), ctx.signer))
+
+
+def record_result(ctx: HubContext, res: CommandResult) -> str | None:
+    """Store a result; return the command's name, or None if unknown, foreign or already done."""
+    with ctx.db.write() as conn:
+        row = conn.execute(select(device_commands).where(device_commands.c.command_id == res.command_id)).first()
+        if row is None or row.device_id != res.device_id or row.done_at is not None:
+            log.warning("command result %s from %s ignored: unknown, another device's, or a repeat",
+                        res.command_id, res.device_id)
+            return None
+        if ctx.clock() > row.expires_at:
+            log.warning("command result %s from %s came after the command expired; stored anyway",
+                        res.command_id, res.device_id)
+        conn.execute(update(device_commands).where(device_commands.c.command_id == res.command_id)
+                     .values(ok=res.ok, result=res.result, error=res.error, done_at=ctx.clock()))
+    return str(row.name)
+
+
+def _command_view(row: Any, now: float) -> dict[str, Any]:
+    if row.ok is not None:
+        state = "ok" if row.ok else "failed"
+    else:
+        state = "timed_out" if now > row.expires_at else "pending"
+    return {"command_id": row.command_id, "device_id": row.device_id, "name": row.name, "state": state,
+            "issued_by": row.issued_by, "issued_at": row.issued_at, "expires_at": row.expires_at,
+            "result": row.result, "error": row.error, "done_at": row.done_at}
+
+
+def command(ctx: HubContext, command_id: str) -> dict[str, Any]:
+    with ctx.db.read() as conn:
+        row = conn.execute(select(device_commands).where(device_commands.c.command_id == command_id)).first()
+    if row is None:
+        raise NotFound(f"no command {command_id!r}")
+    return _command_view(row, ctx.clock())
+
+
+# -- the registry and liveness --------------------------------------------------------------------
+def registry(ctx: HubContext) -> list[dict[str, Any]]:
+    now = ctx.clock()
+    with ctx.db.read() as conn:
+        live = {r.device_id: r for r in conn.execute(select(devices))}
+        out = []
+        for d in conn.execute(select(provisioned_devices).order_by(provisioned_devices.c.device_id)):
+            seen = live.get(d.device_id)
+            cmds = conn.execute(select(device_commands).where(device_commands.c.device_id == d.device_id)
+                                .order_by(device_commands.c.issued_at.desc()).limit(RECENT_COMMANDS))
+            out.append({
+                "device_id": d.device_id, "serial": d.serial, "kind": d.kind, "site": d.site,
+                "group_id": d.group_id, "channel_id": d.channel_id, "status": d.status,
+                "status_reason": d.status_reason, "config_version": d.config_version,
+                "acked_version": d.acked_version, "ack_error": d.ack_error,
+                "config_drift": d.acked_version != d.config_version,
+                "online": bool(seen is not None and seen.state == "online"),
+                "last_seen": seen.heard_at if seen is not None else None,
+                "birth": seen.birth if seen is not None else None,
+                "reboots": seen.reboots if seen is not None else 0,
+                "software_version": seen.version if seen is not None else None,
+                "commands": [_command_view(c, now) for c in cmds]})
+    return out
+
+
+def sweep_offline(ctx: HubContext, default_interval: float, factor: float) -> list[str]:
+    """Mark offline every online device silent for ``factor`` heartbeat intervals; return their ids."""
+    now = ctx.clock()
+    with ctx.db.write() as conn:
+        rows = conn.execute(select(devices.c.device_id, devices.c.heard_at, devices.c.interval)
+                            .where(devices.c.state == "online", devices.c.heard_at.is_not(None))).all()
+        silent = [r.device_id for r in rows if now - r.heard_at > factor * (r.interval or default_interval)]
+        if silent:
+            conn.execute(update(devices).where(devices.c.device_id.in_(silent)).values(state="offline"))
+    return silent

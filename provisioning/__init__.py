@@ -1,0 +1,1 @@
+"""Provisioning: device enrollment, broker security, device-side config/commands, the ops CLI."""

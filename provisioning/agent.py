@@ -1,0 +1,279 @@
+"""The device side of provisioning, inside the gate agent: hub config, remote commands, hub key rotation.
+
+:class:`DeviceAgent` serves three topics on the gate's :class:`~gate_agent.link.Link`:
+
+- ``device/<id>/config`` (retained): a signed :class:`ConfigPayload`; a newer version is validated
+  against :class:`GateConfig`, persisted in the store's ``meta`` and acked (:class:`ConfigAck`). It is
+  in force from the next start of the agent (send ``restart``); ``config_version`` in the status is
+  the version persisted.
+- ``device/<id>/command``: a signed :class:`CommandPayload`; each command id runs once (ids persisted),
+  never after ``expires_at``; the result goes to ``command_result``. ``restart`` replies, then stops
+  the agent, which exits with :data:`EXIT_RESTART` (75) so its supervisor (systemd ``Restart=always``)
+  starts it again.
+- ``hub/keys`` (retained): a signed :class:`KeysPayload` with a newer version replaces the trusted
+  hub keys, in memory (tickets, whitelists, commands) and in ``identity.json``.
+
+Forged, malformed, misaddressed or replayed messages are logged and change nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import platform
+import shutil
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import nacl.signing
+from pydantic import SecretStr, ValidationError
+
+from gate_agent import ConfigError
+from gate_agent import __version__ as software_version
+from gate_agent.config import GateConfig
+from gate_agent.link import Link
+from gate_agent.store import Store
+from protocol.envelope import open_envelope
+from protocol.keys import Keyring
+from protocol.provisioning import (
+    KIND_COMMAND,
+    KIND_CONFIG,
+    KIND_KEYS,
+    CommandPayload,
+    CommandResult,
+    ConfigAck,
+    ConfigPayload,
+    KeysPayload,
+    ProvisioningTopics,
+    open_secret,
+)
+from provisioning.device import Identity, device_key
+
+log = logging.getLogger(__name__)
+
+EXIT_RESTART = 75  # EX_TEMPFAIL: "restart me", after a hub `restart` command
+HUB_OWNED = frozenset({"device_id", "mqtt", "data_dir", "hub_keys_file", "kind"})  # never set by hub config
+_SEEN_MAX = 500
+META_BIRTH, META_CONFIG, META_CONFIG_VERSION, META_COMMANDS = (
+    "prov_birth", "prov_config", "prov_config_version", "prov_commands")
+
+
+class RecentErrors(logging.Handler):
+    """The last warnings and errors logged, for the ``diagnostics`` command."""
+
+    def __init__(self, size: int = 20) -> None:
+        super().__init__(logging.WARNING)
+        self.records: deque[str] = deque(maxlen=size)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(f"{time.strftime('%H:%M:%S', time.localtime(record.created))} "
+                            f"{record.levelname} {record.name}: {record.getMessage()[:200]}")
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def with_hub_config(cfg: GateConfig, settings: dict[str, Any]) -> GateConfig:
+    """``cfg`` with the hub's settings over it; raises ConfigError naming a bad or hub-owned key."""
+    owned = sorted(HUB_OWNED & settings.keys())
+    if owned:
+        raise ConfigError(f"not settable by the hub: {', '.join(owned)}")
+    try:
+        return GateConfig.model_validate(_merge(cfg.model_dump(), settings))
+    except ValidationError as exc:
+        bad = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"invalid hub config: {bad}") from exc
+
+
+def with_identity(cfg: GateConfig, identity: Identity) -> GateConfig:
+    """``cfg`` with the enrolled device's id, kind, group/channel and broker login."""
+    mqtt = cfg.mqtt.model_copy(update={
+        "host": identity.broker_host, "port": identity.broker_port, "prefix": identity.prefix,
+        "username": identity.username, "password": identity.password, "tls": identity.broker_tls,
+        "ca_file": Path(identity.broker_ca_file) if identity.broker_ca_file else None})
+    update: dict[str, Any] = {"device_id": identity.device_id, "mqtt": mqtt}
+    if identity.kind in ("gate", "handheld"):
+        update["kind"] = identity.kind
+    if identity.group_id is not None:
+        update["group_id"] = identity.group_id
+    if identity.channel_id is not None:
+        update["channel_id"] = identity.channel_id
+    return cfg.model_copy(update=update)
+
+
+def stored_config(cfg: GateConfig, store: Store) -> GateConfig:
+    """``cfg`` with the last hub config applied on this device over it (a bad one is logged and skipped)."""
+    raw = store.get_meta(META_CONFIG)
+    if raw is None:
+        return cfg
+    try:
+        return with_hub_config(cfg, json.loads(raw))
+    except (ConfigError, ValueError) as exc:
+        log.error("stored hub config %s not used: %s", store.get_meta(META_CONFIG_VERSION), exc)
+        return cfg
+
+
+class DeviceAgent:
+    """Serves config, commands and hub keys for an enrolled device; :meth:`start` before the link runs."""
+
+    def __init__(self, identity_dir: Path, link: Link, store: Store, keyring: Keyring, cfg: GateConfig,
+                 stop: asyncio.Event, *, clock: Callable[[], float] = time.time) -> None:
+        self.identity_dir = identity_dir
+        self.identity = Identity.load(identity_dir)
+        self.key: nacl.signing.SigningKey = device_key(identity_dir)
+        self.link, self.store, self.keyring, self.cfg, self.stop = link, store, keyring, cfg, stop
+        self.clock = clock
+        self.exit_code = 0
+        self.recent = RecentErrors()
+        self.topics = ProvisioningTopics(self.identity.prefix)
+        self._commands: dict[str, Callable[[CommandPayload], Awaitable[dict[str, Any]]]] = {
+            "resync_whitelist": self._resync, "diagnostics": self._diagnostics,
+            "restart": self._restart, "rotate_credentials": self._rotate,
+        }
+
+    @property
+    def device_id(self) -> str:
+        return self.identity.device_id
+
+    def start(self) -> int:
+        """Count this start (birth), show it and the config version in the status, serve the topics."""
+        birth = int(self.store.get_meta(META_BIRTH) or 0) + 1
+        self.store.set_meta(**{META_BIRTH: str(birth)})
+        version = self.store.get_meta(META_CONFIG_VERSION)
+        self.link.birth = birth
+        self.link.config_version = int(version) if version is not None else None
+        me = self.device_id
+        self.link.serve(self.topics.config(me), self.on_config)
+        self.link.serve(self.topics.command(me), self.on_command)
+        self.link.serve(self.topics.hub_keys(), self.on_keys)
+        logging.getLogger().addHandler(self.recent)
+        log.info("provisioned device %s, birth %d, config version %s", me, birth, version)
+        return birth
+
+    def close(self) -> None:
+        logging.getLogger().removeHandler(self.recent)
+
+    # ---- config ------------------------------------------------------------------------------
+
+    async def on_config(self, data: bytes) -> None:
+        if not data:
+            return  # a retained config cleared by the hub
+        _kind, body = open_envelope(data, self.keyring, kinds={KIND_CONFIG})
+        payload = ConfigPayload.model_validate(body)
+        if payload.device_id != self.device_id:
+            log.warning("ignoring a config addressed to %s", payload.device_id)
+            return
+        current = self.link.config_version or 0
+        if payload.version < current:
+            log.info("ignoring config version %d: version %d is applied", payload.version, current)
+            return
+        error = None
+        if payload.version > current:
+            try:
+                with_hub_config(self.cfg, payload.config)
+            except ConfigError as exc:
+                error = str(exc)[:500]
+                log.warning("config version %d refused: %s", payload.version, error)
+            else:
+                self.store.set_meta(**{META_CONFIG: json.dumps(payload.config, separators=(",", ":")),
+                                       META_CONFIG_VERSION: str(payload.version)})
+                self.link.config_version = payload.version
+                log.info("config version %d applied (in force from the next start)", payload.version)
+        ack = ConfigAck(device_id=self.device_id, version=payload.version, applied=error is None, error=error,
+                        at=self.clock())
+        await self.link.publish(self.topics.config_ack(self.device_id), ack.model_dump_json().encode())
+
+    # ---- commands ----------------------------------------------------------------------------
+
+    def _seen(self) -> list[str]:
+        raw = self.store.get_meta(META_COMMANDS)
+        return list(json.loads(raw)) if raw else []
+
+    async def on_command(self, data: bytes) -> None:
+        _kind, body = open_envelope(data, self.keyring, kinds={KIND_COMMAND})
+        cmd = CommandPayload.model_validate(body)
+        if cmd.device_id != self.device_id:
+            log.warning("ignoring a command addressed to %s", cmd.device_id)
+            return
+        seen = self._seen()
+        if cmd.command_id in seen:
+            log.info("command %s (%s) already run: ignored", cmd.command_id, cmd.name)
+            return
+        self.store.set_meta(**{META_COMMANDS: json.dumps([*seen, cmd.command_id][-_SEEN_MAX:])})
+        result: dict[str, Any] = {}
+        error = None
+        if self.clock() > cmd.expires_at:
+            error = "expired"
+            log.warning("command %s (%s) expired: refused", cmd.command_id, cmd.name)
+        else:
+            log.info("running command %s (%s)", cmd.command_id, cmd.name)
+            try:
+                result = await self._commands[cmd.name](cmd)
+            except Exception as exc:  # the hub gets the error; the agent goes on
+                error = f"{type(exc).__name__}: {exc}"[:500]
+                log.warning("command %s (%s) failed: %s", cmd.command_id, cmd.name, error)
+        reply = CommandResult(device_id=self.device_id, command_id=cmd.command_id, ok=error is None,
+                              result=result, error=error, at=self.clock())
+        await self.link.publish(self.topics.command_result(self.device_id), reply.model_dump_json().encode())
+        if error is None and cmd.name == "restart":
+            log.warning("restarting on the hub's command (exit code %d)", EXIT_RESTART)
+            self.exit_code = EXIT_RESTART
+            self.stop.set()
+        elif error is None and cmd.name == "rotate_credentials":
+            self.link.relogin(self.identity.username, self.identity.password.get_secret_value())
+
+    async def _resync(self, cmd: CommandPayload) -> dict[str, Any]:
+        await self.link.resync()
+        return {"requested": "snapshot", "had_seq": self.store.whitelist_seq}
+
+    async def _diagnostics(self, cmd: CommandPayload) -> dict[str, Any]:
+        disk = shutil.disk_usage(self.cfg.data_dir)
+        return {
+            "software_version": software_version, "python": platform.python_version(),
+            "platform": platform.platform(), "disk_free": disk.free, "disk_total": disk.total,
+            "outbox": self.store.outbox_count(), "whitelist_seq": self.store.whitelist_seq,
+            "birth": self.link.birth, "config_version": self.link.config_version,
+            "hub_keys_version": self.identity.hub_keys_version, "recent_errors": list(self.recent.records),
+        }
+
+    async def _restart(self, cmd: CommandPayload) -> dict[str, Any]:
+        return {"exit_code": EXIT_RESTART}
+
+    async def _rotate(self, cmd: CommandPayload) -> dict[str, Any]:
+        sealed = cmd.args.get("sealed")
+        if not isinstance(sealed, str):
+            raise ValueError("rotate_credentials carries no sealed password")
+        password = open_secret(sealed, self.key).get("password")
+        if not isinstance(password, str) or not password:
+            raise ValueError("the sealed secret holds no password")
+        self.identity = self.identity.model_copy(update={"password": SecretStr(password)})
+        self.identity.save(self.identity_dir)
+        log.info("broker password rotated and stored; reconnecting with it")
+        return {"stored": True}
+
+    # ---- hub keys ----------------------------------------------------------------------------
+
+    async def on_keys(self, data: bytes) -> None:
+        if not data:
+            return
+        _kind, body = open_envelope(data, self.keyring, kinds={KIND_KEYS})
+        payload = KeysPayload.model_validate(body)
+        if payload.version <= self.identity.hub_keys_version:
+            log.debug("hub keys version %d already applied", payload.version)
+            return
+        if not payload.keys:
+            raise ValueError("hub keys update holds no key")
+        new = Keyring.from_b64({int(k): v for k, v in payload.keys.items()})
+        self.identity = self.identity.model_copy(update={"hub_keys": dict(payload.keys),
+                                                         "hub_keys_version": payload.version})
+        self.identity.save(self.identity_dir)
+        self.keyring.replace(new)
+        log.info("hub keys version %d trusted: key ids %s", payload.version, new.kids())

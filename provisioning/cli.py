@@ -1,0 +1,266 @@
+"""``provision``: the ops command line for device provisioning, over the hub's HTTP API.
+
+    $ export PROVISION_PASSWORD=...           # or type it at the prompt; it is never printed
+    $ provision --hub http://hub:8000 --user ops list
+    $ provision --user ops approve TS-0007 --device-id gate-7 --site main --group 1 --channel 2
+    $ provision --user ops command gate-7 diagnostics --wait 30
+    $ provision ca init /etc/venue/tls && provision ca server-cert /etc/venue/tls --host broker.venue --host 10.0.0.2
+
+Exit codes: 0 done, 1 the hub refused or the command failed, 2 usage, login or connection error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+PASSWORD_ENV = "PROVISION_PASSWORD"
+
+
+class CliError(Exception):
+    """A failure shown to the operator as one line; ``code`` is the exit code."""
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class Hub:
+    """The hub's provisioning API, logged in as one user."""
+
+    def __init__(self, url: str, user: str, password: str, *, timeout: float = 10.0,
+                 transport: httpx.BaseTransport | None = None) -> None:
+        self.url = url.rstrip("/")
+        self.http = httpx.Client(base_url=self.url + "/api/v1", timeout=timeout, transport=transport)
+        response = self._send("POST", "/auth/login", json={"username": user, "password": password})
+        if response.status_code == 401:
+            raise CliError("log in failed: check --user and PROVISION_PASSWORD", 2)
+        self._check(response)
+        self.http.headers["Authorization"] = f"Bearer {response.json()['token']}"
+
+    def close(self) -> None:
+        self.http.close()
+
+    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            return self.http.request(method, path, **kwargs)
+        except httpx.ConnectError as exc:
+            raise CliError(f"hub not reachable at {self.url}", 2) from exc
+        except httpx.HTTPError as exc:
+            raise CliError(f"hub at {self.url}: {type(exc).__name__}: {exc}", 2) from exc
+
+    @staticmethod
+    def _check(response: httpx.Response) -> None:
+        if response.status_code < 300:
+            return
+        try:
+            detail = response.json().get("detail", response.text)
+        except ValueError:
+            detail = response.text
+        if isinstance(detail, list):  # a validation error: name the fields
+            detail = "; ".join(f"{'.'.join(map(str, d.get('loc', [])))}: {d.get('msg')}" for d in detail)
+        if response.status_code == 401:
+            raise CliError("log in failed: check --user and PROVISION_PASSWORD", 2)
+        if response.status_code == 403:
+            raise CliError(f"forbidden: this needs the ops role (hub keys: admin) — {detail}")
+        raise CliError(f"hub refused ({response.status_code}): {detail}")
+
+    def call(self, method: str, path: str, body: Any = None) -> Any:
+        response = self._send(method, "/provisioning" + path, json=body)
+        self._check(response)
+        return response.json()
+
+
+def _value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def parse_settings(pairs: Sequence[str]) -> dict[str, Any]:
+    """``["a=1", "turnstile.pulse_ms=300", "name=x"]`` -> ``{"a": 1, "turnstile": {"pulse_ms": 300}, "name": "x"}``."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise CliError(f"expected key=value, got {pair!r}", 2)
+        *parents, leaf = key.split(".")
+        node = out
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise CliError(f"{key}: {part} is both a value and a section", 2)
+        node[leaf] = _value(raw)
+    return out
+
+
+def _table(rows: list[dict[str, Any]], columns: Sequence[str]) -> str:
+    cells = [[("" if r.get(c) is None else str(r.get(c))) for c in columns] for r in rows]
+    widths = [max([len(c), *(len(row[i]) for row in cells)]) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True))]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in cells]
+    return "\n".join(lines)
+
+
+def _wait(hub: Hub, command: dict[str, Any], seconds: float, out: Callable[[str], None]) -> int:
+    deadline = time.monotonic() + seconds
+    while command["state"] == "pending" and time.monotonic() < deadline:
+        time.sleep(0.3)
+        command = hub.call("GET", f"/commands/{command['command_id']}")
+    out(json.dumps(command, indent=2))
+    return 0 if command["state"] == "ok" else 1
+
+
+def run(args: argparse.Namespace, hub: Hub, out: Callable[[str], None]) -> int:
+    cmd = args.cmd
+    if cmd == "list":
+        requests = hub.call("GET", "/requests")
+        devices = hub.call("GET", "/devices")
+        out(f"pending requests ({len(requests)}):")
+        if requests:
+            out(_table(requests, ("serial", "kind", "hardware_model", "software_version", "status")))
+        out(f"\ndevices ({len(devices)}):")
+        for d in devices:
+            d["drift"] = "DRIFT" if d["config_drift"] else ""
+            d["config"] = f"{d['acked_version']}/{d['config_version']}"
+        if devices:
+            out(_table(devices, ("device_id", "serial", "kind", "site", "group_id", "channel_id", "status",
+                                 "online", "config", "drift", "birth", "software_version")))
+        return 0
+    if cmd == "approve":
+        body: dict[str, Any] = {"device_id": args.device_id, "site": args.site, "group_id": args.group,
+                                "channel_id": args.channel, "kind": args.kind}
+        device = hub.call("POST", f"/requests/{args.serial}/approve", {k: v for k, v in body.items() if v is not None})
+        out(f"approved {args.serial} as {device['device_id']} (site {device['site']})")
+        return 0
+    if cmd == "reject":
+        hub.call("POST", f"/requests/{args.serial}/reject", {"reason": args.reason})
+        out(f"rejected {args.serial}")
+        return 0
+    if cmd == "revoke":
+        hub.call("POST", f"/devices/{args.device_id}/revoke", {"reason": args.reason})
+        out(f"revoked {args.device_id}")
+        return 0
+    if cmd == "rotate":
+        started = hub.call("POST", f"/devices/{args.device_id}/rotate", {})
+        out(f"credential rotation sent: command {started['command_id']}")
+        if args.wait:
+            return _wait(hub, hub.call("GET", f"/commands/{started['command_id']}"), args.wait, out)
+        return 0
+    if cmd == "config":
+        settings = parse_settings(args.settings)
+        if args.file is not None:
+            settings = {**json.loads(args.file.read_text(encoding="utf-8")), **settings}
+        result = hub.call("PUT", f"/devices/{args.device_id}/config", {"config": settings})
+        out(f"{args.device_id}: config version {result['config_version']} sent")
+        return 0
+    if cmd == "command":
+        command = hub.call("POST", f"/devices/{args.device_id}/command", {"name": args.name, "timeout_s": args.timeout})
+        out(f"command {command['command_id']} ({args.name}) sent to {args.device_id}")
+        return _wait(hub, command, args.wait, out) if args.wait else 0
+    if cmd == "keys":
+        if args.action == "rotate":
+            result = hub.call("POST", "/keys/rotate", {})
+        else:
+            result = hub.call("POST", "/keys/retire", {"kid": args.kid})
+        out(f"active key {result['active_kid']}, trusted {result['trusted']}")
+        return 0
+    raise CliError(f"unknown command {cmd}", 2)
+
+
+def run_ca(args: argparse.Namespace, out: Callable[[str], None]) -> int:
+    from provisioning.tls import make_ca, make_server_cert
+
+    if args.action == "init":
+        cert, key = make_ca(args.dir, args.name)
+        out(f"CA certificate {cert} (give it to devices and the hub), key {key} (keep it offline)")
+    else:
+        cert, key = make_server_cert(args.dir, args.dir / "ca.crt", args.dir / "ca.key", args.host, name=args.name)
+        out(f"server certificate {cert}, key {key} for {', '.join(args.host)}")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="provision", description="Device provisioning over the hub's API.")
+    p.add_argument("--hub", default=os.environ.get("PROVISION_HUB", "http://127.0.0.1:8000"),
+                   help="hub base URL (env PROVISION_HUB)")
+    p.add_argument("--user", default=os.environ.get("PROVISION_USER", ""), help="ops user (env PROVISION_USER)")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("list", help="pending requests and devices (drift, online)")
+    a = sub.add_parser("approve", help="approve a pending enrollment request")
+    a.add_argument("serial")
+    a.add_argument("--device-id", required=True)
+    a.add_argument("--site", required=True)
+    a.add_argument("--group", type=int)
+    a.add_argument("--channel", type=int)
+    a.add_argument("--kind", choices=["gate", "handheld", "kiosk", "printer"])
+    r = sub.add_parser("reject", help="reject a pending enrollment request")
+    r.add_argument("serial")
+    r.add_argument("--reason", required=True)
+    v = sub.add_parser("revoke", help="revoke a device: its broker login goes, its events are refused")
+    v.add_argument("device_id")
+    v.add_argument("--reason", required=True)
+    o = sub.add_parser("rotate", help="rotate a device's broker password")
+    o.add_argument("device_id")
+    o.add_argument("--wait", type=float, default=0, help="wait up to this many seconds for the device's answer")
+    c = sub.add_parser("config", help="config set ID key=value ...: send the device's whole config (a new version)")
+    c.add_argument("action", choices=["set"])
+    c.add_argument("device_id")
+    c.add_argument("settings", nargs="*", help="key=value (value JSON if it parses; dotted keys nest)")
+    c.add_argument("--file", type=Path, help="a JSON object; key=value pairs go over it")
+    m = sub.add_parser("command", help="send a command to a device")
+    m.add_argument("device_id")
+    m.add_argument("name", choices=["resync_whitelist", "restart", "diagnostics"])
+    m.add_argument("--wait", type=float, default=0, help="poll the result up to this many seconds")
+    m.add_argument("--timeout", type=float, default=60.0, help="the device must not run it later than this")
+    k = sub.add_parser("keys", help="hub signing keys (admin): rotate, or retire KID")
+    k.add_argument("action", choices=["rotate", "retire"])
+    k.add_argument("kid", type=int, nargs="?")
+    ca = sub.add_parser("ca", help="venue CA and the broker's server certificate (local files, no hub)")
+    ca.add_argument("action", choices=["init", "server-cert"])
+    ca.add_argument("dir", type=Path)
+    ca.add_argument("--host", action="append", default=[], help="server-cert: DNS name or IP (repeat)")
+    ca.add_argument("--name", default=None, help="CA common name / server file name")
+    return p
+
+
+def main(argv: list[str] | None = None, *, out: Callable[[str], None] = print) -> int:
+    args = parser().parse_args(argv)
+    try:
+        if args.cmd == "ca":
+            if args.action == "server-cert" and not args.host:
+                raise CliError("server-cert needs at least one --host", 2)
+            args.name = args.name or ("venue CA" if args.action == "init" else "server")
+            return run_ca(args, out)
+        if args.cmd == "keys" and args.action == "retire" and args.kid is None:
+            raise CliError("keys retire needs the key id to retire", 2)
+        if args.cmd == "config" and not args.settings and args.file is None:
+            raise CliError("config set needs key=value pairs or --file", 2)
+        if not args.user:
+            raise CliError("--user is required (or PROVISION_USER)", 2)
+        password = os.environ.get(PASSWORD_ENV) or getpass.getpass(f"password of {args.user}: ")
+        hub = Hub(args.hub, args.user, password)
+        try:
+            return run(args, hub, out)
+        finally:
+            hub.close()
+    except CliError as exc:
+        print(f"provision: {exc}", file=sys.stderr)
+        return exc.code
+    except (OSError, ValueError) as exc:
+        print(f"provision: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
