@@ -84,6 +84,8 @@ class GateStatus(_Message):
                               "means the device restarted, the same value a mere reconnect")
     config_version: int | None = Field(None, ge=0, description="version of the hub-assigned config in force")
     interval: float | None = Field(None, gt=0, description="seconds until the next heartbeat at the latest")
+    printer: dict[str, str | int | bool | None] | None = Field(
+        None, description="a ticket printer's condition: protocol.printing.PrinterCondition as a dict")
 
 
 class SyncRequest(_Message):

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from protocol.errors import MalformedError
 
 DEVICE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-DEVICE_LEAVES = frozenset({"status", "events", "ack", "sync", "whitelist", "emergency"})
+DEVICE_LEAVES = frozenset({"status", "events", "ack", "sync", "whitelist", "emergency", "print", "print_result"})
 
 
 def check_device_id(device_id: str) -> str:
@@ -50,6 +50,12 @@ class Topics:
 
     def device_whitelist(self, device_id: str) -> str:
         return self.device(device_id, "whitelist")
+
+    def print_job(self, printer_id: str) -> str:
+        return self.device(printer_id, "print")
+
+    def print_result(self, printer_id: str) -> str:
+        return self.device(printer_id, "print_result")
 
     def emergency_command(self) -> str:
         return f"{self.prefix}/emergency/command"
