@@ -18,12 +18,13 @@ from hub.api import (
     routes_checkin,
     routes_console,
     routes_emergency,
+    routes_kiosk,
     routes_provisioning,
 )
 from hub.bridge import MqttBridge
 from hub.config import Settings
 from hub.db import Database, make_engine, migrate
-from hub.errors import HubError
+from hub.errors import HubError, KioskError
 from hub.provisioning_link import ProvisioningLink
 from hub.services import auth, signing_keys
 from hub.services.context import HubContext
@@ -78,6 +79,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 async def _hub_error(_request: Request, exc: Exception) -> JSONResponse:
     status = exc.status if isinstance(exc, HubError) else 500
+    if isinstance(exc, KioskError):  # coded and bilingual; a 401 here is a wrong SMS code, not a login
+        retry = exc.extra.get("retry_after")
+        return JSONResponse(exc.body(), status_code=status,
+                            headers={"Retry-After": str(retry)} if retry is not None else None)
     return JSONResponse({"detail": str(exc)}, status_code=status,
                         headers={"WWW-Authenticate": "Bearer"} if status == 401 else None)
 
@@ -87,7 +92,9 @@ def create_app(settings: Settings) -> FastAPI:
                   description="Tickets, check-in rules, online check-in and whitelists for the gates.")
     app.state.settings = settings
     app.add_exception_handler(HubError, _hub_error)
-    for module in (routes_admin, routes_catalog, routes_checkin, routes_cards, routes_emergency, routes_provisioning):
+    for module in (routes_admin, routes_catalog, routes_checkin, routes_cards, routes_emergency, routes_provisioning,
+                   routes_kiosk):
         app.include_router(module.router, prefix=API_PREFIX)
+    app.state.kiosk = routes_kiosk.make_desk(settings)  # rate limits and the SMS gateway
     app.include_router(routes_console.router)  # GET /console: the staff web console
     return app

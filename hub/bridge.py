@@ -19,10 +19,12 @@ import aiomqtt
 from hub.config import EmergencySettings, MqttSettings
 from hub.emergency_link import EmergencyLink
 from hub.provisioning_link import ProvisioningLink
-from hub.services import devices, ingest, whitelist
+from hub.provisioning_link import parse_message as parse_model
+from hub.services import devices, ingest, printing, whitelist
 from hub.services.context import HubContext, Outgoing
 from protocol.errors import MalformedError
 from protocol.messages import EventBatch, GateStatus, SyncRequest, parse_message
+from protocol.printing import PrintResult
 
 log = logging.getLogger(__name__)
 MAX_EVENTS_PER_TRANSACTION = 5000
@@ -49,7 +51,7 @@ class MqttBridge:
         self._retained = ctx.topics.emergency_command()  # retained, with provisioning's config and key topics
         self._handlers: dict[str, Callable[[str, bytes], Awaitable[None]]] = {
             "events": self._on_events, "status": self._on_status, "sync": self._on_sync,
-            "emergency": self.emergency.on_state}
+            "emergency": self.emergency.on_state, "print_result": self._on_print_result}
 
     # -- publishing -----------------------------------------------------------------------------
     def publish_threadsafe(self, topic: str, payload: bytes) -> None:
@@ -166,6 +168,11 @@ class MqttBridge:
         status = parse_message(GateStatus, data)
         self._check_device(device_id, status.device_id)
         await asyncio.to_thread(devices.record_status, self.ctx, status)
+
+    async def _on_print_result(self, device_id: str, data: bytes) -> None:
+        result = parse_model(PrintResult, data)
+        self._check_device(device_id, result.printer_id)
+        await asyncio.to_thread(printing.record_result, self.ctx, result)
 
     async def _on_sync(self, device_id: str, data: bytes) -> None:
         request = parse_message(SyncRequest, data)

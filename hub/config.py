@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
@@ -65,6 +65,23 @@ class ProvisioningSettings(_Section):
     liveness_check: float = Field(1.0, gt=0, description="seconds between liveness sweeps")
 
 
+class KioskSettings(_Section):
+    template: str = Field("ticket", pattern=r"^[a-z0-9_-]{1,40}$", description="printer template of a collected ticket")
+    timezone: str = Field("Asia/Shanghai", description="time zone of the date and time printed on tickets")
+    lookup_ttl: float = Field(180.0, gt=0, description="seconds a lookup token stays good for collecting")
+    otp_ttl: float = Field(300.0, gt=0, description="seconds a one-time SMS code stays valid")
+    otp_max_failures: int = Field(5, ge=1, description="wrong one-time codes in a row before the phone is locked")
+    otp_lockout: float = Field(900.0, gt=0, description="seconds a phone stays locked after too many wrong codes")
+    lookups_per_minute: int = Field(5, ge=1, description="lookups (and code requests) per phone, code or ID number")
+    user_lookups_per_minute: int = Field(30, ge=1, description="lookups per kiosk user")
+    job_ttl: float = Field(600.0, gt=0, description="seconds a printer may still print a job after it was sent")
+
+
+class SmsSettings(_Section):
+    gateway: Literal["file"] = Field("file", description="file: development gateway appending 'phone<TAB>code' lines")
+    path: Path = Field(Path("var/hub/sms.txt"), description="file of the development gateway")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="HUB__", env_nested_delimiter="__", extra="forbid")
 
@@ -80,6 +97,8 @@ class Settings(BaseSettings):
                                               description="per-device broker credentials (dynamic security)")
     provisioning: ProvisioningSettings = Field(default_factory=ProvisioningSettings,
                                                description="device enrollment, commands and liveness")
+    kiosk: KioskSettings = Field(default_factory=KioskSettings, description="self-service collection kiosks")
+    sms: SmsSettings = Field(default_factory=SmsSettings, description="SMS gateway for one-time codes")
 
 
 def load_settings(path: Path | None = None, **overrides: Any) -> Settings:

@@ -31,3 +31,17 @@ class Unauthenticated(HubError, PermissionError):
 
 class Forbidden(HubError, PermissionError):
     status = 403
+
+
+class KioskError(HubError):
+    """A refusal shown at a kiosk: a stable ``code`` the kiosk UI maps, the text in English and Chinese."""
+
+    def __init__(self, status: int, code: str, detail: str, detail_zh: str, **extra: object) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.code = code
+        self.detail_zh = detail_zh
+        self.extra = extra  # e.g. retry_after, attempts_left
+
+    def body(self) -> dict[str, object]:
+        return {"detail": str(self), "detail_zh": self.detail_zh, "code": self.code, **self.extra}

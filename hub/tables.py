@@ -59,6 +59,7 @@ performances = Table(
     Column("doors_open", Float, nullable=False),
     Column("starts_at", Float, nullable=False),
     Column("ends_at", Float, nullable=False),
+    Column("print_replaces_eticket", Boolean, nullable=False, default=True),  # a printed ticket gets a new token
 )
 
 ticket_types = Table(
@@ -111,6 +112,12 @@ tickets = Table(
     Column("used", Integer, nullable=False, default=0),
     Column("token", String(120), nullable=False),
     Column("created_at", Float, nullable=False),
+    Column("collection_code", String(16), index=True),  # 取票码, shared by tickets bought together
+    Column("collected_at", Float),  # printed at a kiosk (or by staff); None: still an e-ticket only
+    Column("collected_by", String(64)),  # the kiosk (or staff) user
+    Column("collected_printer", String(64)),
+    Column("replaced_by", Integer),  # the printed ticket that replaced this (now void) e-ticket
+    Column("replaces", Integer),  # the e-ticket this printed ticket replaced
 )
 
 checkin_events = Table(
@@ -177,6 +184,7 @@ devices = Table(
     Column("interval", Float),  # seconds to the next heartbeat at the latest, as the device said
     Column("heard_at", Float),  # hub clock of the newest status (liveness is judged on it)
     Column("config_version", Integer),  # the hub-assigned config version the device reports in force
+    Column("printer", JSON),  # a printer's newest protocol.printing.PrinterCondition
 )
 
 emergency_commands = Table(  # every emergency command the hub issued; the newest is the current state
@@ -264,4 +272,36 @@ hub_key_lists = Table(  # every hub.keys list published; the newest is in force
     Column("active_kid", Integer, nullable=False),  # the key the hub signs with
     Column("issued_at", Float, nullable=False),
     Column("envelope", LargeBinary, nullable=False),
+)
+
+print_jobs = Table(  # signed print jobs sent to ticket printers (kiosk collection and staff reprints)
+    "print_jobs", metadata,
+    Column("job_id", String(32), primary_key=True),
+    Column("ticket_id", Integer, nullable=False, index=True),
+    Column("printer_id", String(64), nullable=False),
+    Column("kind", String(16), nullable=False),  # collect, reprint
+    Column("requested_by", String(64), nullable=False),
+    Column("status", String(16), nullable=False),  # queued, printed, failed, duplicate, refused
+    Column("reason", String(200)),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Column("done_at", Float),
+)
+
+kiosk_otps = Table(  # one-time codes sent by SMS for a phone lookup (stored hashed) and the lock-out
+    "kiosk_otps", metadata,
+    Column("phone", String(40), primary_key=True),
+    Column("code_hash", String(64)),  # None once used
+    Column("salt", String(32), nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Column("failures", Integer, nullable=False, default=0),  # wrong codes in a row
+    Column("locked_until", Float),
+)
+
+kiosk_lookups = Table(  # short-lived lookup tokens (stored as SHA-256): which tickets a kiosk may collect
+    "kiosk_lookups", metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("username", String(64), nullable=False),
+    Column("ticket_ids", JSON, nullable=False),
+    Column("expires_at", Float, nullable=False),
 )

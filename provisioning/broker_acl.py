@@ -10,8 +10,9 @@ own topics, beside the shared ``devices`` role (tested in tests/test_broker_secu
                                                           (no wildcard there, nothing else)
     devices   -                                           {p}/group/<gid>/whitelist, {p}/emergency/command,
                                                           {p}/hub/keys
-    device-X  {p}/device/X/{status,events,sync,           {p}/device/X/{ack,whitelist,config,command}
-              emergency,config_ack,command_result}
+    device-X  {p}/device/X/{status,events,sync,           {p}/device/X/{ack,whitelist,config,command,
+              emergency,config_ack,command_result,        print}
+              print_result}
 """
 
 from __future__ import annotations
@@ -28,8 +29,8 @@ ROLE_DEVICES = "devices"
 DEVICE_ROLE_PREFIX = "device-"
 DEVICE_KINDS = frozenset({"gate", "handheld", "kiosk", "printer"})
 
-DEVICE_PUBLISHES = ("status", "events", "sync", "emergency", "config_ack", "command_result")
-DEVICE_RECEIVES = ("ack", "whitelist", "config", "command")
+DEVICE_PUBLISHES = ("status", "events", "sync", "emergency", "config_ack", "command_result", "print_result")
+DEVICE_RECEIVES = ("ack", "whitelist", "config", "command", "print")
 
 # Deny by default. Unsubscribing is harmless and stays allowed.
 DEFAULT_ACL_ACCESS: dict[str, bool] = {

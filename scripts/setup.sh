@@ -11,6 +11,7 @@ command -v socat >/dev/null 2>&1 || need+=(socat)
 ldconfig -p 2>/dev/null | grep -q libzbar.so.0 || need+=(libzbar0)   # pyzbar's QR decoder
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)   # the console's browser tests (Playwright)
+fc-list :lang=zh 2>/dev/null | grep -q . || need+=(fonts-noto-cjk)   # Chinese text in ticket previews
 if [ ${#need[@]} -gt 0 ]; then
     echo "setup: installing system packages: ${need[*]}"
     SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
@@ -29,4 +30,13 @@ echo "setup: installing the project and its pinned dependencies into .venv"
 .venv/bin/python -m pip install -q -e '.[dev]' 2>&1 | grep -v "is ignored: it is neither" || true
 .venv/bin/python -c 'import hub, gate_agent, protocol, aiomqtt, nacl, fastapi, sqlalchemy' \
     || { echo "setup: the project did not import; see the pip output above" >&2; exit 1; }
+# Optional: emupos (an ESC/POS printer emulator, Python >= 3.13) in .venv313 for the printer tests.
+if [ ! -x .venv313/bin/emupos ]; then
+    PY313=$(command -v python3.13 || ls /root/.pyenv/versions/3.13*/bin/python3.13 2>/dev/null | head -n1 || true)
+    if [ -n "$PY313" ] && [ -x "$PY313" ]; then
+        echo "setup: creating .venv313 with emupos (optional, for tests/test_printer_emupos.py)"
+        { "$PY313" -m venv .venv313 && .venv313/bin/pip install -q emupos; } >/dev/null 2>&1 \
+            || echo "setup: emupos not installed (optional; the printer emulator tests will skip)"
+    fi
+fi
 echo "setup: done"

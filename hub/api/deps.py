@@ -46,4 +46,5 @@ Sales = Annotated[Principal, Depends(roles("admin", "box_office"))]
 TicketReader = Annotated[Principal, Depends(roles("admin", "box_office", "security"))]
 Checker = Annotated[Principal, Depends(roles("admin", "security", "ops"))]
 Operator = Annotated[Principal, Depends(roles("admin", "ops"))]
-Viewer = Annotated[Principal, Depends(roles(*auth.ROLES))]
+Viewer = Annotated[Principal, Depends(roles(*(r for r in auth.ROLES if r != "kiosk")))]  # staff only
+Kiosk = Annotated[Principal, Depends(roles("kiosk", "admin"))]

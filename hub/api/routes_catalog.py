@@ -35,7 +35,7 @@ def list_venues(ctx: Ctx, _who: Viewer) -> list[VenueOut]:
 @router.post("/performances", status_code=201)
 def create_performance(body: PerformanceIn, ctx: Ctx, who: Sales) -> PerformanceOut:
     return PerformanceOut(**catalog.create_performance(ctx, who, body.venue_id, body.name, body.doors_open,
-                                                       body.starts_at, body.ends_at))
+                                                       body.starts_at, body.ends_at, body.print_replaces_eticket))
 
 
 @router.get("/performances")

@@ -46,6 +46,8 @@ class PerformanceIn(_In):
     doors_open: AwareDatetime
     starts_at: AwareDatetime
     ends_at: AwareDatetime
+    print_replaces_eticket: bool = Field(True, description="a ticket printed at a kiosk replaces the e-ticket: "
+                                                           "the e-ticket's QR code is revoked, the paper one is new")
 
 
 class PerformanceOut(BaseModel):
@@ -55,6 +57,7 @@ class PerformanceOut(BaseModel):
     doors_open: float
     starts_at: float
     ends_at: float
+    print_replaces_eticket: bool = True
 
 
 class TicketTypeIn(_In):
@@ -96,6 +99,8 @@ class TicketIn(_In):
     holder_name: str = Field(min_length=1, max_length=200)
     holder_phone: str | None = Field(None, max_length=40)
     holder_id_number: str | None = Field(None, max_length=40)
+    collection_code: str | None = Field(None, pattern=r"^[A-Za-z0-9-]{4,16}$",
+                                        description="取票码 shared by tickets bought together; default: a new one")
 
 
 class TicketOut(BaseModel):
@@ -111,6 +116,9 @@ class TicketOut(BaseModel):
     used: int
     token: str
     created_at: float
+    collection_code: str | None = None
+    collected_at: float | None = None
+    replaced_by: int | None = None
 
 
 class CancelIn(_In):

@@ -17,7 +17,7 @@ from hub.services.context import HubContext, Principal, row_dict
 from hub.tables import audit_log, sessions, users
 
 log = logging.getLogger(__name__)
-ROLES = ("admin", "box_office", "security", "ops", "viewer")
+ROLES = ("admin", "box_office", "security", "ops", "viewer", "kiosk")
 _hasher = PasswordHasher()
 
 

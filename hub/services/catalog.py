@@ -47,11 +47,12 @@ def list_venues(ctx: HubContext) -> list[dict[str, Any]]:
 
 
 def create_performance(ctx: HubContext, who: Principal, venue_id: int, name: str, doors_open: datetime,
-                       starts_at: datetime, ends_at: datetime) -> dict[str, Any]:
+                       starts_at: datetime, ends_at: datetime, print_replaces_eticket: bool = True) -> dict[str, Any]:
     if not doors_open <= starts_at < ends_at:
         raise Invalid("times must satisfy doors_open <= starts_at < ends_at; correct them and retry")
     values = {"venue_id": venue_id, "name": name, "doors_open": doors_open.timestamp(),
-              "starts_at": starts_at.timestamp(), "ends_at": ends_at.timestamp()}
+              "starts_at": starts_at.timestamp(), "ends_at": ends_at.timestamp(),
+              "print_replaces_eticket": print_replaces_eticket}
     with ctx.db.write() as conn:
         _exists(conn, venues, [venue_id], "venue", "venues")
         pid: int = conn.execute(insert(performances).values(**values).returning(literal_column("id"))).scalar_one()

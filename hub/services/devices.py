@@ -15,11 +15,13 @@ log = logging.getLogger(__name__)
 
 
 def record_status(ctx: HubContext, status: GateStatus) -> None:
-    values = {"kind": status.kind, "state": status.state, "last_seen": max(status.at, 0.0),
+    values: dict[str, Any] = {"kind": status.kind, "state": status.state, "last_seen": max(status.at, 0.0),
               "group_id": status.group_id, "channel_id": status.channel_id,
               "whitelist_seq": status.whitelist_seq, "outbox": status.outbox, "version": status.version,
               "health": status.health}
     values.update(heard_at=ctx.clock(), interval=status.interval, config_version=status.config_version)
+    if status.printer is not None:
+        values["printer"] = status.printer
     if status.state == "offline":  # a Last Will knows only the state; keep what the device said before
         values = {"state": "offline", "last_seen": values["last_seen"]}
     with ctx.db.write() as conn:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
+import secrets
 from typing import Any
 
 import segno
@@ -27,23 +28,42 @@ def _ticket(conn: Connection, ticket_id: int, *, lock: bool = False) -> Any:
     return row
 
 
+CODE_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"  # no 0/O, 1/I: read aloud and typed at a kiosk
+
+
+def new_collection_code() -> str:
+    return "".join(secrets.choice(CODE_ALPHABET) for _ in range(8))
+
+
+def normalise_code(code: str) -> str:
+    return code.replace("-", "").replace(" ", "").upper()
+
+
+def issue(ctx: HubContext, conn: Connection, **values: Any) -> Any:
+    """Insert a valid ticket with its signed token (in the caller's transaction); return the row."""
+    perf = conn.execute(select(performances.c.doors_open, performances.c.ends_at)
+                        .where(performances.c.id == values["performance_id"])).first()
+    if perf is None:
+        raise NotFound(f"performance {values['performance_id']} does not exist; see GET /api/v1/performances")
+    ticket_id: int = conn.execute(insert(tickets).values(status="valid", used=0, token="", created_at=ctx.clock(),
+                                                         **values).returning(literal_column("id"))).scalar_one()
+    token = encode_token(TicketToken(ticket_id, values["performance_id"], values["ticket_type_id"],
+                                     int(perf.doors_open), int(perf.ends_at), values["persons"]), ctx.signer)
+    conn.execute(update(tickets).where(tickets.c.id == ticket_id).values(token=token))
+    return _ticket(conn, ticket_id)
+
+
 def sell(ctx: HubContext, who: Principal, *, performance_id: int, ticket_type_id: int, persons: int,
-         holder_name: str, holder_phone: str | None = None, holder_id_number: str | None = None) -> dict[str, Any]:
+         holder_name: str, holder_phone: str | None = None, holder_id_number: str | None = None,
+         collection_code: str | None = None) -> dict[str, Any]:
+    code = normalise_code(collection_code) if collection_code else new_collection_code()
     with ctx.db.write() as conn:
-        perf = conn.execute(select(performances.c.doors_open, performances.c.ends_at)
-                            .where(performances.c.id == performance_id)).first()
-        if perf is None:
-            raise NotFound(f"performance {performance_id} does not exist; see GET /api/v1/performances")
         if conn.execute(select(ticket_types.c.id).where(ticket_types.c.id == ticket_type_id)).first() is None:
             raise NotFound(f"ticket type {ticket_type_id} does not exist; see GET /api/v1/ticket-types")
-        ticket_id: int = conn.execute(insert(tickets).values(
-            performance_id=performance_id, ticket_type_id=ticket_type_id, persons=persons,
-            holder_name=holder_name, holder_phone=holder_phone, holder_id_number=holder_id_number,
-            status="valid", used=0, token="", created_at=ctx.clock()).returning(literal_column("id"))).scalar_one()
-        token = encode_token(TicketToken(ticket_id, performance_id, ticket_type_id, int(perf.doors_open),
-                                         int(perf.ends_at), persons), ctx.signer)
-        conn.execute(update(tickets).where(tickets.c.id == ticket_id).values(token=token))
-        row = _ticket(conn, ticket_id)
+        row = issue(ctx, conn, performance_id=performance_id, ticket_type_id=ticket_type_id, persons=persons,
+                    holder_name=holder_name, holder_phone=holder_phone, holder_id_number=holder_id_number,
+                    collection_code=code)
+        ticket_id = row.id
         outgoing = emit_entry_deltas(ctx, conn, entry_of(row), "sale")
         ctx.audit(conn, who, "ticket.sell", f"ticket:{ticket_id}",
                   f"performance={performance_id} type={ticket_type_id} persons={persons}")

@@ -1,0 +1,155 @@
+"""The kiosk agent's local HTTP side: the touchscreen page and the small API it calls.
+
+Every ``/api`` reply is HTTP 200 with ``{"ok": true, ...}`` or ``{"ok": false, "error": code, ...}``:
+Chromium logs every 4xx/5xx fetch as a console error, and a refusal here is an expected outcome that
+the page turns into a screen, not a fault.
+
+    app = create_app(load_config(Path("kiosk.toml")))
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, ConfigDict, Field
+
+from kiosk_agent import __version__
+from kiosk_agent.config import KioskConfig
+from kiosk_agent.hub_client import HubClient
+from kiosk_agent.idreader import IdReader
+from kiosk_agent.service import KioskService, Result
+
+log = logging.getLogger(__name__)
+STATIC = Path(__file__).resolve().parent / "static"
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class CodeIn(_In):
+    code: str = Field(pattern=r"^[A-Za-z0-9]{4,32}$")
+
+
+class PhoneIn(_In):
+    phone: str = Field(pattern=r"^\+?\d{5,20}$")
+
+
+class PhoneLookupIn(PhoneIn):
+    otp: str = Field(pattern=r"^\d{4,8}$")
+
+
+class IdPollIn(_In):
+    after: int | None = None
+
+
+class CollectIn(_In):
+    ticket_ids: list[int] = Field(min_length=1, max_length=50)
+
+
+def _service(request: Request) -> KioskService:
+    service: KioskService = request.app.state.service
+    return service
+
+
+router = APIRouter(prefix="/api", tags=["kiosk"])
+
+
+@router.get("/status")
+async def status(request: Request) -> Result:
+    cfg: KioskConfig = request.app.state.config
+    reader: IdReader | None = request.app.state.reader
+    return {**_service(request).status(), "device_id": cfg.device_id, "idle_timeout_s": cfg.ui.idle_timeout_s,
+            "id_reader": reader.health() if reader else "disabled"}
+
+
+@router.post("/lookup/code")
+async def lookup_code(body: CodeIn, request: Request) -> Result:
+    return await _service(request).lookup_code(body.code.upper())
+
+
+@router.post("/otp")
+async def request_otp(body: PhoneIn, request: Request) -> Result:
+    return await _service(request).request_otp(body.phone)
+
+
+@router.post("/lookup/phone")
+async def lookup_phone(body: PhoneLookupIn, request: Request) -> Result:
+    return await _service(request).lookup_phone(body.phone, body.otp)
+
+
+@router.post("/idcard/poll")
+async def poll_id_card(body: IdPollIn, request: Request) -> Result:
+    return await _service(request).poll_id_card(body.after)
+
+
+@router.post("/collect")
+async def collect(body: CollectIn, request: Request) -> Result:
+    return await _service(request).collect(body.ticket_ids)
+
+
+@router.get("/jobs/{job_id}")
+async def job(job_id: str, request: Request) -> Result:
+    return await _service(request).job(job_id)
+
+
+@router.post("/reset")
+async def reset(request: Request) -> Result:
+    return _service(request).reset()
+
+
+async def _invalid(_request: Request, exc: Exception) -> JSONResponse:
+    return JSONResponse({"ok": False, "error": "invalid"})
+
+
+def create_app(cfg: KioskConfig) -> FastAPI:
+    """The kiosk agent; its lifespan owns the hub client, the printer poll and the ID-card reader."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with HubClient(cfg.hub.url, cfg.hub.username, cfg.hub.password, timeout=cfg.hub.timeout_s) as hub:
+            service = KioskService(hub, cfg.printer_id)
+            app.state.service = service
+            tasks: list[asyncio.Task[Any]] = [asyncio.create_task(service.poll_printer(cfg.printer_poll_s))]
+            app.state.reader = None
+            if cfg.id_reader.enabled:
+                reader = IdReader(cfg.id_reader.url, service.on_read, baudrate=cfg.id_reader.baudrate,
+                                  reopen_delay=cfg.id_reader.reopen_s)
+                app.state.reader = reader
+                tasks.append(asyncio.create_task(reader.run()))
+            log.info("kiosk %s ready (version %s) on http://%s:%d, printer %s", cfg.device_id, __version__,
+                     cfg.ui.host, cfg.ui.port, cfg.printer_id)
+            try:
+                yield
+            finally:
+                for task in tasks:
+                    task.cancel()
+                for task in tasks:
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+
+    app = FastAPI(title="Kiosk agent", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.state.config = cfg
+    app.add_exception_handler(RequestValidationError, _invalid)
+    app.include_router(router)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> FileResponse:
+        return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-store"})
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    async def favicon() -> Response:
+        return Response(status_code=204)
+
+    return app

@@ -1,0 +1,127 @@
+"""One strict, typed configuration model: a TOML file plus ``KIOSK__`` environment overrides.
+
+    >>> cfg = load_config(None)          # defaults only
+    >>> cfg.ui.port
+    8080
+
+Environment variables win over the file: ``KIOSK__HUB__PASSWORD=...``. Unknown keys are refused.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from kiosk_agent import ConfigError
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class HubConfig(_Section):
+    url: str = Field("http://127.0.0.1:8000", description="the hub's base URL (without /api/v1)")
+    username: str = Field("kiosk-1", description="hub user with the 'kiosk' role")
+    password: SecretStr = Field(SecretStr(""), description="that user's password; never logged")
+    timeout_s: float = Field(5.0, gt=0, le=60, description="budget of one hub request")
+
+
+class IdReaderConfig(_Section):
+    """The ID-card (身份证) reader on a serial port; frame format in docs/kiosk.md."""
+
+    enabled: bool = Field(True, description="read ID cards from the serial reader")
+    url: str = Field("/dev/ttyUSB0", description="serial device path or pyserial URL")
+    baudrate: int = Field(115200, gt=0, description="serial baud rate")
+    reopen_s: float = Field(1.0, gt=0, le=600, description="seconds between attempts to open a missing reader")
+
+
+class UiConfig(_Section):
+    host: str = Field("127.0.0.1", description="address the touchscreen UI listens on (keep it local)")
+    port: int = Field(8080, ge=0, le=65535, description="TCP port of the touchscreen UI")
+    idle_timeout_s: float = Field(60.0, gt=0, le=3600,
+                                  description="seconds without a touch before the UI returns to the start screen")
+
+
+class KioskConfig(BaseSettings):
+    """Configuration of one kiosk agent."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="KIOSK__", env_nested_delimiter="__", extra="forbid", frozen=True,
+    )
+
+    device_id: str = Field("kiosk-1", pattern=r"^[A-Za-z0-9_-]{1,64}$", description="this kiosk's id")
+    printer_id: str = Field("printer-1", pattern=r"^[A-Za-z0-9_-]{1,64}$",
+                            description="device id of the ticket printer attached to this kiosk")
+    printer_poll_s: float = Field(3.0, gt=0, le=600, description="seconds between printer status checks at the hub")
+    hub: HubConfig = Field(default_factory=HubConfig, description="the hub and the kiosk's login")
+    id_reader: IdReaderConfig = Field(default_factory=IdReaderConfig, description="ID-card reader")
+    ui: UiConfig = Field(default_factory=UiConfig, description="touchscreen web UI")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if settings_cls.model_config.get("toml_file"):
+            sources.append(TomlConfigSettingsSource(settings_cls))
+        return tuple(sources)
+
+
+def _describe(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err.get("loc", ())) or "config"
+        parts.append(f"{key}: {err.get('msg')}")
+    return "; ".join(parts)
+
+
+def _check_env(environ: dict[str, str]) -> None:
+    """pydantic-settings silently ignores unknown ``KIOSK__`` variables; refuse them by name."""
+    prefix = KioskConfig.model_config.get("env_prefix", "")
+    for name in environ:
+        if not name.upper().startswith(prefix):
+            continue
+        model: type[BaseModel] | None = KioskConfig
+        for part in name[len(prefix):].lower().split("__"):
+            fields = model.model_fields if model is not None else {}
+            if part not in fields:
+                raise ConfigError(f"invalid configuration: unknown environment variable {name}")
+            annotation = fields[part].annotation
+            model = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+
+
+def load_config(path: Path | None, **overrides: Any) -> KioskConfig:
+    """Read ``path`` (TOML; may be None) and the environment. Raise :class:`ConfigError`."""
+    _check_env(dict(os.environ))
+    cls: type[KioskConfig] = KioskConfig
+    if path is not None:
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        try:
+            tomllib.loads(path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+
+        class _FromFile(KioskConfig):
+            model_config = SettingsConfigDict(toml_file=path)
+
+        cls = _FromFile
+    try:
+        return cls(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(f"invalid configuration: {_describe(exc)}") from exc

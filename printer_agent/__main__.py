@@ -1,0 +1,83 @@
+"""``python -m printer_agent --config printer.toml`` (console script ``venue-printer``).
+
+``python -m printer_agent preview --template ticket --field performance_name=茶馆 --token T --out t.png``
+draws a ticket face without a printer; ``--escpos out.bin`` also writes the ESC/POS bytes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+from gate_agent.logs import setup_logging
+from printer_agent import ConfigError, TemplateError
+from printer_agent.app import run_printer
+from printer_agent.config import load_config
+from printer_agent.escpos_render import render_job
+from printer_agent.preview import TicketData, render_face
+from printer_agent.template import TEMPLATE_DIR, load_template
+
+
+def preview(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="venue-printer preview", description="Draw a ticket face as a PNG.")
+    parser.add_argument("--template", default="ticket", help="template name (file name without .toml)")
+    parser.add_argument("--template-dir", type=Path, default=TEMPLATE_DIR, help="directory of the templates")
+    parser.add_argument("--field", action="append", default=[], metavar="NAME=VALUE", help="a template field")
+    parser.add_argument("--token", default="PREVIEW-TOKEN", help="the ticket token (the QR code)")
+    parser.add_argument("--ticket-id", type=int, default=0, help="the ticket id (the barcode)")
+    parser.add_argument("--job-id", default="preview", help="the job id ({job_id})")
+    parser.add_argument("--out", type=Path, default=Path("ticket.png"), help="PNG file to write")
+    parser.add_argument("--escpos", type=Path, default=None, help="also write the ESC/POS bytes here")
+    args = parser.parse_args(argv)
+    fields = {}
+    for item in args.field:
+        name, sep, value = item.partition("=")
+        if not sep:
+            parser.error(f"--field {item!r}: expected NAME=VALUE")
+        fields[name] = value
+    data = TicketData(args.token, args.ticket_id, args.job_id, fields)
+    try:
+        tpl = load_template(args.template, args.template_dir)
+        missing = tpl.placeholders() - data.values().keys()
+        if missing:
+            raise TemplateError(f"missing --field for {sorted(missing)}")
+        render_face(tpl, data).save(args.out)
+        if args.escpos is not None:
+            args.escpos.write_bytes(render_job(tpl, data))
+    except TemplateError as exc:
+        print(f"{exc.code}: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {args.out}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["preview"]:
+        return preview(argv[1:])
+    parser = argparse.ArgumentParser(prog="venue-printer", description="Ticket printer agent (ESC/POS over MQTT).")
+    parser.add_argument("--config", type=Path, default=None, help="TOML configuration file")
+    parser.add_argument("--validate-config", action="store_true", help="check the configuration and exit")
+    parser.add_argument("--debug", action="store_true", help="debug logging")
+    args = parser.parse_args(argv)
+    try:
+        cfg = load_config(args.config)
+    except ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        return 2
+    if args.validate_config:
+        print(f"config ok: {args.config or '(defaults)'} printer {cfg.device_id} ({cfg.printer.kind})")
+        return 0
+    setup_logging(cfg.device_id, logging.DEBUG if args.debug else logging.INFO)
+    try:
+        return asyncio.run(run_printer(cfg))
+    except ConfigError as exc:
+        logging.getLogger("printer_agent").error("%s", exc)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,111 @@
+"""One strict, typed configuration model: a TOML file plus ``PRINTER__`` environment overrides.
+
+    >>> cfg = load_config(None)          # defaults only
+    >>> cfg.printer.kind
+    'dummy'
+
+Environment variables win over the file: ``PRINTER__PRINTER__HOST=10.0.0.9``. Unknown keys are refused.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from gate_agent.config import MqttConfig
+from printer_agent import ConfigError
+from printer_agent.template import TEMPLATE_DIR
+
+
+class PrinterConfig(BaseModel):
+    """The ESC/POS printer and how to reach it (python-escpos printer classes)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["network", "serial", "usb", "file", "dummy"] = Field(
+        "dummy", description="network (TCP 9100), serial, usb, file (a device node, write-only: no status), "
+        "or dummy (prints nowhere; keeps the bytes: for trials)")
+    host: str = Field("127.0.0.1", description="network: printer address")
+    port: int = Field(9100, ge=1, le=65535, description="network: printer TCP port")
+    timeout: float = Field(3.0, gt=0, le=60, description="network/serial: seconds to wait for the printer")
+    devfile: str = Field("/dev/usb/lp0", description="serial/file: device path, e.g. /dev/ttyUSB0")
+    baudrate: int = Field(9600, gt=0, description="serial: baud rate")
+    usb_vendor: int = Field(0x04B8, ge=0, le=0xFFFF, description="usb: vendor id (0x04b8 = Epson)")
+    usb_product: int = Field(0x0E15, ge=0, le=0xFFFF, description="usb: product id")
+    profile: str = Field("TM-T20II", description="python-escpos capability profile (paper width, code pages)")
+    cjk: Literal["gb18030", "raster"] = Field(
+        "gb18030", description="Chinese text: gb18030 = printer's Chinese mode (FS &); raster = drawn as an image")
+    status_query: bool = Field(True, description="ask the printer for online/paper/cover status before each job "
+                               "(DLE EOT); off for printers that do not answer")
+
+
+class PrinterAgentConfig(BaseSettings):
+    """Configuration of one ticket printer agent."""
+
+    model_config = SettingsConfigDict(env_prefix="PRINTER__", env_nested_delimiter="__", extra="forbid", frozen=True)
+
+    device_id: str = Field("printer-1", pattern=r"^[A-Za-z0-9_-]{1,64}$", description="this printer's device id")
+    data_dir: Path = Field(Path("var/printer-1"), description="directory of the job queue (SQLite)")
+    hub_keys_file: Path = Field(Path("var/hub/keys.json"),
+                                description='JSON {"kid": "<base64 Ed25519 public key>"} exported by the hub')
+    template_dir: Path = Field(TEMPLATE_DIR, description="directory of the ticket templates (*.toml)")
+    status_interval: float = Field(10.0, gt=0, description="seconds between heartbeat status messages")
+    poll_interval: float = Field(5.0, gt=0, description="seconds between printer status polls while idle")
+    mqtt: MqttConfig = Field(default_factory=MqttConfig, description="MQTT connection")
+    printer: PrinterConfig = Field(default_factory=PrinterConfig, description="the ESC/POS printer")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if settings_cls.model_config.get("toml_file"):
+            sources.append(TomlConfigSettingsSource(settings_cls))
+        return tuple(sources)
+
+
+def _describe(exc: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ())) or 'config'}: {e.get('msg')}"
+                     for e in exc.errors())
+
+
+def load_config(path: Path | None, **overrides: Any) -> PrinterAgentConfig:
+    """Read ``path`` (TOML; may be None) and the environment. Raise :class:`ConfigError`."""
+    prefix = "PRINTER__"
+    for name in os.environ:
+        if name.upper().startswith(prefix):
+            top = name[len(prefix):].lower().split("__")[0]
+            if top not in PrinterAgentConfig.model_fields:
+                raise ConfigError(f"invalid configuration: unknown environment variable {name}")
+    cls: type[PrinterAgentConfig] = PrinterAgentConfig
+    if path is not None:
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        try:
+            tomllib.loads(path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+
+        class _FromFile(PrinterAgentConfig):
+            model_config = SettingsConfigDict(toml_file=path)
+
+        cls = _FromFile
+    try:
+        return cls(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(f"invalid configuration: {_describe(exc)}") from exc
