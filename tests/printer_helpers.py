@@ -29,8 +29,8 @@ from protocol.topics import Topics
 from tests.support.net import free_port
 
 PRINTER = "printer-1"
-FIELDS = {"performance_name": "茶馆", "starts_at": "2031-09-12 19:30", "venue": "北京人艺 首都剧场",
-          "seat": "1排 12座", "ticket_type": "成人", "price": "¥180"}
+FIELDS = {"performance": "茶馆", "venue": "北京人艺 首都剧场", "date": "2031-09-12", "time": "19:30",
+          "ticket_type_zh": "成人票", "ticket_type_en": "Adult", "persons": "1", "holder": "王**"}  # as the hub sends
 ROOT = Path(__file__).resolve().parents[1]
 EMUPOS = ROOT / ".venv313" / "bin" / "emupos"
 

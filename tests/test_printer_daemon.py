@@ -52,7 +52,7 @@ async def test_print_duplicate_forged_expired_and_unknown(broker: Mosquitto, tmp
         assert hub.result(good.job_id)[1].status == "duplicate" and len(dev.printed) == 1
 
         forged, other, expired, unknown, badfield = (job(), job(printer_id="printer-2"), job(ttl=-1),
-                                                     job(template="nope"), job(fields={"seat": "1"}))
+                                                     job(template="nope"), job(fields={"holder": "1"}))
         await hub.send(sealed(forged, Signer.generate(kid=1)))                   # wrong key
         await hub.send(sealed(other, signer))                                     # for another printer
         await hub.send(sealed(expired, signer))

@@ -63,7 +63,7 @@ def test_unknown_template_and_missing_field_are_refused(tmp_path: Path) -> None:
     with pytest.raises(TemplateError) as exc:
         load_template("no-such-template")
     assert exc.value.code == "unknown_template"
-    fields = {k: v for k, v in FIELDS.items() if k != "seat"}
+    fields = {k: v for k, v in FIELDS.items() if k != "holder"}
     with pytest.raises(TemplateError) as exc:
         render_job(load_template("ticket"), TicketData(TOKEN, 1, "j", fields))
     assert exc.value.code == "bad_template"
