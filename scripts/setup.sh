@@ -32,8 +32,15 @@ echo "setup: installing the project and its pinned dependencies into .venv"
     || { echo "setup: the project did not import; see the pip output above" >&2; exit 1; }
 # Optional: emupos (an ESC/POS printer emulator, Python >= 3.13) in .venv313 for the printer tests.
 if [ ! -x .venv313/bin/emupos ]; then
-    PY313=$(command -v python3.13 || ls /root/.pyenv/versions/3.13*/bin/python3.13 2>/dev/null | head -n1 || true)
-    if [ -n "$PY313" ] && [ -x "$PY313" ]; then
+    PY313=""
+    for cand in $(command -v python3.13 2>/dev/null) $HOME/.pyenv/versions/3.13*/bin/python3.13 \
+                /usr/local/bin/python3.13 /usr/bin/python3.13; do
+        # a pyenv shim exists but fails when 3.13 is not the selected version: use what really runs
+        if [ -x "$cand" ] && "$cand" -c 'import sys; assert sys.version_info >= (3, 13)' >/dev/null 2>&1; then
+            PY313=$cand; break
+        fi
+    done
+    if [ -n "$PY313" ]; then
         echo "setup: creating .venv313 with emupos (optional, for tests/test_printer_emupos.py)"
         { "$PY313" -m venv .venv313 && .venv313/bin/pip install -q emupos; } >/dev/null 2>&1 \
             || echo "setup: emupos not installed (optional; the printer emulator tests will skip)"
