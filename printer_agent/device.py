@@ -14,7 +14,9 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Literal, Protocol
 
 from escpos.escpos import Escpos
@@ -77,6 +79,10 @@ class EscposDevice:
     def condition(self) -> PrinterCondition:
         if self.cfg.kind == "dummy":
             return PrinterCondition(online=True, paper="ok", cover="closed")
+        if self.cfg.kind == "file":  # opening it would truncate it (python-escpos opens "wb"): look, don't touch
+            target = Path(self.cfg.devfile)
+            writable = os.access(target if target.exists() else target.parent, os.W_OK)
+            return PrinterCondition(online=writable, error=None if writable else f"{target} is not writable")
         try:
             with self._opened() as p:
                 if self.cfg.kind in ("file", "usb") or not self.cfg.status_query:

@@ -19,7 +19,7 @@ sys.path.insert(0, str(ROOT))
 
 from tests.support.broker import Mosquitto  # noqa: E402
 from tests.support.net import free_port  # noqa: E402
-from tests.support.processes import GateProcess, HubProcess  # noqa: E402
+from tests.support.processes import AgentProcess, GateProcess, HubProcess  # noqa: E402
 from tests.support.scenario import seed_show, sell  # noqa: E402
 
 DEMO_CARD_UID = "012E4CD5A7B3C901"  # a FeliCa IDm: the simulated reader emulates a Type 3 card
@@ -33,10 +33,12 @@ def main() -> None:
     broker = Mosquitto(work / "mosquitto")
     hub = HubProcess(work / "hub", broker.port, http_port=http_port, admin_password=password)
     gate: GateProcess | None = None
+    extras: list[AgentProcess] = []
     try:
         print(f"starting Mosquitto on 127.0.0.1:{broker.port} ...", flush=True)
         broker.start()
         print(f"starting the hub on {hub.base_url} ...", flush=True)
+        hub.config.write_text(hub.config.read_text() + f'[sms]\ngateway = "file"\npath = "{work}/hub/sms.txt"\n')
         hub.start()
         show = seed_show(hub)
         guard_password = secrets.token_urlsafe(9)
@@ -61,6 +63,21 @@ def main() -> None:
             (work / name).unlink(missing_ok=True)
             (work / name).symlink_to(target)
         (work / "rfid-port").write_text(str(rfid_port))
+        printer = AgentProcess(work / "printer-1", "printer_agent", (
+            f'device_id = "printer-1"\ndata_dir = "{work}/printer-1/data"\nhub_keys_file = "{hub.keys_file}"\n'
+            f'[mqtt]\nport = {broker.port}\n[printer]\nkind = "file"\ndevfile = "{work}/printer-1/printed.bin"\n'),
+            "printer agent printer-1 started")
+        printer.start()
+        extras.append(printer)
+        kiosk_password = secrets.token_urlsafe(12)
+        hub.call("POST", "/users", json={"username": "kiosk-1", "password": kiosk_password, "role": "kiosk"})
+        kiosk_port = free_port()
+        kiosk = AgentProcess(work / "kiosk-1", "kiosk_agent", (
+            f'device_id = "kiosk-1"\nprinter_id = "printer-1"\n[hub]\nurl = "{hub.base_url}"\n'
+            f'username = "kiosk-1"\n[id_reader]\nenabled = false\n[ui]\nport = {kiosk_port}\n'),
+            "kiosk kiosk-1 ready", env={"KIOSK__HUB__PASSWORD": kiosk_password})
+        kiosk.start()
+        extras.append(kiosk)
         print(f"""
 Ready.
   Hub API docs:   {hub.base_url}/docs     (user: admin  password: {password})
@@ -72,6 +89,10 @@ Ready.
 Tickets sold for performance {show.performance_id}:""")
         for label, t in tickets:
             print(f"  #{t['id']:<4} {label}\n        scripts/scan.sh {t['token']}")
+        code = tickets[0][1]["collection_code"]
+        print(f"  Kiosk (自助取票机): http://127.0.0.1:{kiosk_port}/  collection code {code} (ticket #1),\n"
+              f"        or phone 13800000000 with the SMS code from {work}/hub/sms.txt; printed tickets go to\n"
+              f"        {work}/printer-1/printed.bin (ESC/POS; docs/printer.md shows a PNG preview)")
         print(f"  Annual pass (年卡) with card UID {DEMO_CARD_UID}, one entry a day:\n"
               f"        scripts/scan.sh --card {DEMO_CARD_UID}")
         api = f"{hub.base_url}/api/v1"
@@ -94,6 +115,8 @@ Tickets sold for performance {show.performance_id}:""")
     except KeyboardInterrupt:
         print("\nstopping ...")
     finally:
+        for proc in extras:
+            proc.stop()
         if gate:
             gate.stop_all()
         hub.stop()

@@ -160,3 +160,26 @@ class GateProcess(_Process):
     def stop_all(self) -> None:
         self.stop()
         self.scanner.stop()
+
+
+class AgentProcess(_Process):
+    """Any of the other daemons (``python -m kiosk_agent`` / ``printer_agent``) with a TOML config."""
+
+    def __init__(self, workdir: Path, module: str, config: str, ready_text: str,
+                 env: dict[str, str] | None = None) -> None:
+        self.name = module
+        super().__init__(workdir)
+        self.module, self.ready_text, self.env = module, ready_text, env or {}
+        self.config = workdir / f"{module}.toml"
+        self.config.write_text(config)
+
+    def start(self) -> None:
+        readies = self.logs().count(self.ready_text)
+        self._spawn(["-m", self.module, "--config", str(self.config)], self.env)
+
+        def ready() -> bool:
+            if not self.alive():
+                raise AssertionError(f"{self.module} exited:\n{self.logs()[-3000:]}")
+            return self.logs().count(self.ready_text) > readies
+
+        wait_for(ready, timeout=20, what=f"{self.module} ready")
