@@ -9,19 +9,15 @@ Environment variables win over the file: ``GATE__MQTT__PORT=1884``. Unknown keys
 
 from __future__ import annotations
 
-import os
-import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import (
-    BaseSettings,
-    PydanticBaseSettingsSource,
     SettingsConfigDict,
-    TomlConfigSettingsSource,
 )
 
+from confkit import TomlEnvSettings, load
 from gate_agent import ConfigError
 
 
@@ -150,7 +146,7 @@ class EmergencyConfig(_Section):
         return self
 
 
-class GateConfig(BaseSettings):
+class GateConfig(TomlEnvSettings):
     """Configuration of one gate agent."""
 
     model_config = SettingsConfigDict(
@@ -174,61 +170,7 @@ class GateConfig(BaseSettings):
     online: OnlineConfig = Field(default_factory=OnlineConfig, description="handheld online mode")
     emergency: EmergencyConfig = Field(default_factory=EmergencyConfig, description="emergency release")
 
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        if settings_cls.model_config.get("toml_file"):
-            sources.append(TomlConfigSettingsSource(settings_cls))
-        return tuple(sources)
-
-
-def _describe(exc: ValidationError) -> str:
-    parts = []
-    for err in exc.errors():
-        key = ".".join(str(p) for p in err.get("loc", ())) or "config"
-        parts.append(f"{key}: {err.get('msg')}")
-    return "; ".join(parts)
-
-
-def _check_env(environ: dict[str, str]) -> None:
-    """pydantic-settings silently ignores unknown ``GATE__`` variables; refuse them by name."""
-    prefix = GateConfig.model_config.get("env_prefix", "")
-    for name in environ:
-        if not name.upper().startswith(prefix):
-            continue
-        model: type[BaseModel] | None = GateConfig
-        for part in name[len(prefix):].lower().split("__"):
-            fields = model.model_fields if model is not None else {}
-            if part not in fields:
-                raise ConfigError(f"invalid configuration: unknown environment variable {name}")
-            annotation = fields[part].annotation
-            model = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
-
 
 def load_config(path: Path | None, **overrides: Any) -> GateConfig:
     """Read ``path`` (TOML; may be None) and the environment. Raise :class:`ConfigError`."""
-    _check_env(dict(os.environ))
-    cls: type[GateConfig] = GateConfig
-    if path is not None:
-        if not path.is_file():
-            raise ConfigError(f"config file {path} does not exist")
-        try:
-            tomllib.loads(path.read_text(encoding="utf-8"))
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
-
-        class _FromFile(GateConfig):
-            model_config = SettingsConfigDict(toml_file=path)
-
-        cls = _FromFile
-    try:
-        return cls(**overrides)
-    except ValidationError as exc:
-        raise ConfigError(f"invalid configuration: {_describe(exc)}") from exc
+    return load(GateConfig, path, ConfigError, **overrides)

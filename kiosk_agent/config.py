@@ -9,19 +9,15 @@ Environment variables win over the file: ``KIOSK__HUB__PASSWORD=...``. Unknown k
 
 from __future__ import annotations
 
-import os
-import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import (
-    BaseSettings,
-    PydanticBaseSettingsSource,
     SettingsConfigDict,
-    TomlConfigSettingsSource,
 )
 
+from confkit import TomlEnvSettings, load
 from kiosk_agent import ConfigError
 
 
@@ -52,7 +48,7 @@ class UiConfig(_Section):
                                   description="seconds without a touch before the UI returns to the start screen")
 
 
-class KioskConfig(BaseSettings):
+class KioskConfig(TomlEnvSettings):
     """Configuration of one kiosk agent."""
 
     model_config = SettingsConfigDict(
@@ -67,61 +63,7 @@ class KioskConfig(BaseSettings):
     id_reader: IdReaderConfig = Field(default_factory=IdReaderConfig, description="ID-card reader")
     ui: UiConfig = Field(default_factory=UiConfig, description="touchscreen web UI")
 
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        if settings_cls.model_config.get("toml_file"):
-            sources.append(TomlConfigSettingsSource(settings_cls))
-        return tuple(sources)
-
-
-def _describe(exc: ValidationError) -> str:
-    parts = []
-    for err in exc.errors():
-        key = ".".join(str(p) for p in err.get("loc", ())) or "config"
-        parts.append(f"{key}: {err.get('msg')}")
-    return "; ".join(parts)
-
-
-def _check_env(environ: dict[str, str]) -> None:
-    """pydantic-settings silently ignores unknown ``KIOSK__`` variables; refuse them by name."""
-    prefix = KioskConfig.model_config.get("env_prefix", "")
-    for name in environ:
-        if not name.upper().startswith(prefix):
-            continue
-        model: type[BaseModel] | None = KioskConfig
-        for part in name[len(prefix):].lower().split("__"):
-            fields = model.model_fields if model is not None else {}
-            if part not in fields:
-                raise ConfigError(f"invalid configuration: unknown environment variable {name}")
-            annotation = fields[part].annotation
-            model = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
-
 
 def load_config(path: Path | None, **overrides: Any) -> KioskConfig:
     """Read ``path`` (TOML; may be None) and the environment. Raise :class:`ConfigError`."""
-    _check_env(dict(os.environ))
-    cls: type[KioskConfig] = KioskConfig
-    if path is not None:
-        if not path.is_file():
-            raise ConfigError(f"config file {path} does not exist")
-        try:
-            tomllib.loads(path.read_text(encoding="utf-8"))
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
-
-        class _FromFile(KioskConfig):
-            model_config = SettingsConfigDict(toml_file=path)
-
-        cls = _FromFile
-    try:
-        return cls(**overrides)
-    except ValidationError as exc:
-        raise ConfigError(f"invalid configuration: {_describe(exc)}") from exc
+    return load(KioskConfig, path, ConfigError, **overrides)

@@ -9,19 +9,15 @@ Environment variables win over the file: ``PRINTER__PRINTER__HOST=10.0.0.9``. Un
 
 from __future__ import annotations
 
-import os
-import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import (
-    BaseSettings,
-    PydanticBaseSettingsSource,
     SettingsConfigDict,
-    TomlConfigSettingsSource,
 )
 
+from confkit import TomlEnvSettings, load
 from gate_agent.config import MqttConfig
 from printer_agent import ConfigError
 from printer_agent.template import TEMPLATE_DIR
@@ -49,7 +45,7 @@ class PrinterConfig(BaseModel):
                                "(DLE EOT); off for printers that do not answer")
 
 
-class PrinterAgentConfig(BaseSettings):
+class PrinterAgentConfig(TomlEnvSettings):
     """Configuration of one ticket printer agent."""
 
     model_config = SettingsConfigDict(env_prefix="PRINTER__", env_nested_delimiter="__", extra="forbid", frozen=True)
@@ -64,48 +60,7 @@ class PrinterAgentConfig(BaseSettings):
     mqtt: MqttConfig = Field(default_factory=MqttConfig, description="MQTT connection")
     printer: PrinterConfig = Field(default_factory=PrinterConfig, description="the ESC/POS printer")
 
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        if settings_cls.model_config.get("toml_file"):
-            sources.append(TomlConfigSettingsSource(settings_cls))
-        return tuple(sources)
-
-
-def _describe(exc: ValidationError) -> str:
-    return "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ())) or 'config'}: {e.get('msg')}"
-                     for e in exc.errors())
-
 
 def load_config(path: Path | None, **overrides: Any) -> PrinterAgentConfig:
     """Read ``path`` (TOML; may be None) and the environment. Raise :class:`ConfigError`."""
-    prefix = "PRINTER__"
-    for name in os.environ:
-        if name.upper().startswith(prefix):
-            top = name[len(prefix):].lower().split("__")[0]
-            if top not in PrinterAgentConfig.model_fields:
-                raise ConfigError(f"invalid configuration: unknown environment variable {name}")
-    cls: type[PrinterAgentConfig] = PrinterAgentConfig
-    if path is not None:
-        if not path.is_file():
-            raise ConfigError(f"config file {path} does not exist")
-        try:
-            tomllib.loads(path.read_text(encoding="utf-8"))
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
-
-        class _FromFile(PrinterAgentConfig):
-            model_config = SettingsConfigDict(toml_file=path)
-
-        cls = _FromFile
-    try:
-        return cls(**overrides)
-    except ValidationError as exc:
-        raise ConfigError(f"invalid configuration: {_describe(exc)}") from exc
+    return load(PrinterAgentConfig, path, ConfigError, **overrides)

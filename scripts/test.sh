@@ -3,6 +3,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-echo "== ruff"; .venv/bin/ruff check protocol hub gate_agent provisioning kiosk_agent printer_agent tests bench scripts
+echo "== ruff"; .venv/bin/ruff check protocol confkit hub gate_agent provisioning kiosk_agent printer_agent tests bench scripts
 echo "== mypy"; .venv/bin/mypy
 echo "== pytest"; .venv/bin/pytest -q -p no:cacheprovider "$@"
