@@ -1,8 +1,9 @@
 """Collect at a kiosk, print, and walk in: the printed QR decodes to a token the gate admits.
 
-Real hub process and Mosquitto; the print job is the hub's signed envelope, taken off the printer's
-topic; the ticket face is rendered by the printer agent's own template code to a PNG; zbar reads it
-back; a real gate agent process admits it, and refuses the e-ticket it replaced.
+Real hub process and Mosquitto; the real printer agent prints the hub's signed job (ESC/POS to a file)
+and reports it printed; the same job, taken off the printer's topic, is rendered by the printer agent's
+template code to a PNG; zbar reads it back; a real gate agent admits it, and refuses the e-ticket it
+replaced.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from protocol.topics import Topics
 from tests.printer_helpers import decode_qr
 from tests.support.broker import Mosquitto
 from tests.support.net import wait_for
-from tests.support.processes import GateProcess, HubProcess
+from tests.support.processes import AgentProcess, GateProcess, HubProcess
 from tests.support.scenario import Show, sell
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "collect"
@@ -47,6 +48,20 @@ def printer_topic(broker: Mosquitto) -> Iterator[queue.Queue[bytes]]:
 
 
 @pytest.fixture
+def printer(broker: Mosquitto, hub_process: HubProcess, tmp_path: Path) -> Iterator[AgentProcess]:
+    """The real printer agent, its ESC/POS output going to a file."""
+    proc = AgentProcess(tmp_path / "printer", "printer_agent", (
+        f'device_id = "{PRINTER}"\ndata_dir = "{tmp_path}/printer/data"\nhub_keys_file = "{hub_process.keys_file}"\n'
+        f'status_interval = 0.5\n[mqtt]\nport = {broker.port}\n'
+        f'[printer]\nkind = "file"\ndevfile = "{tmp_path}/printer/printed.bin"\n'), f"printer agent {PRINTER} started")
+    proc.start()
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+@pytest.fixture
 def gate(broker: Mosquitto, hub_process: HubProcess, show: Show, tmp_path: Path) -> Iterator[GateProcess]:
     proc = GateProcess(tmp_path / "gate", "gate-1", broker.port, hub_process.keys_file, show.group_id,
                        show.channel_id)
@@ -58,7 +73,8 @@ def gate(broker: Mosquitto, hub_process: HubProcess, show: Show, tmp_path: Path)
 
 
 def test_collected_ticket_prints_a_qr_the_gate_admits_and_the_e_ticket_is_revoked(
-        hub_process: HubProcess, show: Show, gate: GateProcess, printer_topic: queue.Queue[bytes]) -> None:
+        hub_process: HubProcess, show: Show, gate: GateProcess, printer: AgentProcess,
+        printer_topic: queue.Queue[bytes]) -> None:
     hub = hub_process
     e_ticket = hub.call("POST", "/tickets", json={
         "performance_id": show.performance_id, "ticket_type_id": show.adult_type, "persons": 1,
@@ -67,6 +83,8 @@ def test_collected_ticket_prints_a_qr_the_gate_admits_and_the_e_ticket_is_revoke
     hub.call("POST", "/users", json={"username": "kiosk-1", "password": "kiosk-password-1", "role": "kiosk"})
     login = hub.api.post("/auth/login", json={"username": "kiosk-1", "password": "kiosk-password-1"}).json()
     kiosk = {"Authorization": f"Bearer {login['token']}"}
+    wait_for(lambda: hub.api.get(f"/kiosk/printers/{PRINTER}", headers=kiosk).json()["in_service"],
+             what="the printer agent in service")
 
     found = hub.api.post("/kiosk/lookup/code", json={"code": "teahouse"}, headers=kiosk).json()
     assert [t["ticket_id"] for t in found["tickets"]] == [e_ticket["id"]]
@@ -80,6 +98,11 @@ def test_collected_ticket_prints_a_qr_the_gate_admits_and_the_e_ticket_is_revoke
     _, body = open_envelope(printer_topic.get(timeout=5), keyring, kinds={KIND_PRINT_JOB})
     job = PrintJob.model_validate(body)
     assert (job.job_id, job.ticket_id, job.printer_id) == (job_ref["job_id"], job_ref["ticket_id"], PRINTER)
+
+    job_state = wait_for(lambda: (j := hub.api.get(f"/kiosk/jobs/{job.job_id}", headers=kiosk).json())["status"]
+                         != "queued" and j, what="the printer agent's result at the hub")
+    assert job_state["status"] == "printed"
+    assert job.token.encode() in (printer.workdir / "printed.bin").read_bytes()  # the native QR's data
 
     face = render_face(load_template(job.template), TicketData(job.token, job.ticket_id, job.job_id, job.fields))
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
