@@ -17,10 +17,29 @@ import tomllib
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
 S = TypeVar("S", bound="TomlEnvSettings")
+
+
+class Section(BaseModel):
+    """A table of a daemon's config file: strict (unknown keys refused) and frozen."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class MqttConfig(Section):
+    """The broker connection every device daemon shares."""
+
+    host: str = Field("127.0.0.1", description="MQTT broker host name or address")
+    port: int = Field(1883, ge=1, le=65535, description="MQTT broker TCP port")
+    prefix: str = Field("venue", min_length=1, description="topic prefix shared with the hub")
+    username: str = Field("", description="MQTT user name; empty for anonymous")
+    password: SecretStr = Field(SecretStr(""), description="MQTT password; never logged")
+    keepalive: int = Field(10, ge=1, le=3600, description="MQTT keepalive in seconds (Last Will latency)")
+    tls: bool = Field(False, description="connect with TLS")
+    ca_file: Path | None = Field(None, description="CA certificate of the broker (TLS); None: the system's CAs")
 
 
 class TomlEnvSettings(BaseSettings):

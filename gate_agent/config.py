@@ -12,36 +12,22 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import (
     SettingsConfigDict,
 )
 
-from confkit import TomlEnvSettings, load
+from confkit import MqttConfig, Section, TomlEnvSettings, load
 from gate_agent import ConfigError
 
+__all__ = ["GateConfig", "MqttConfig", "load_config"]
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class MqttConfig(_Section):
-    host: str = Field("127.0.0.1", description="MQTT broker host name or address")
-    port: int = Field(1883, ge=1, le=65535, description="MQTT broker TCP port")
-    prefix: str = Field("venue", min_length=1, description="topic prefix shared with the hub")
-    username: str = Field("", description="MQTT user name; empty for anonymous")
-    password: SecretStr = Field(SecretStr(""), description="MQTT password; never logged")
-    keepalive: int = Field(10, ge=1, le=3600, description="MQTT keepalive in seconds (Last Will latency)")
-    tls: bool = Field(False, description="connect with TLS")
-    ca_file: Path | None = Field(None, description="CA certificate of the broker (TLS); None: the system's CAs")
-
-
-class ScannerConfig(_Section):
+class ScannerConfig(Section):
     url: str = Field("/dev/ttyACM0", description='serial device path or pyserial URL; "stdin" reads standard input')
     baudrate: int = Field(9600, gt=0, description="serial baud rate")
 
 
-class CameraConfig(_Section):
+class CameraConfig(Section):
     """A camera reading QR tickets; see :mod:`gate_agent.camera`."""
 
     enabled: bool = Field(False, description="read QR codes from a camera as well as the serial scanner")
@@ -55,12 +41,12 @@ class CameraConfig(_Section):
     loop: bool = Field(False, description="a video file or image folder starts over at its end instead of stopping")
 
 
-class ActuatorConfig(_Section):
+class ActuatorConfig(Section):
     kind: Literal["log", "turnstile"] = Field(
         "log", description="actuator driver: 'log' (prints decisions) or 'turnstile' (gpiozero, see [turnstile])")
 
 
-class TurnstileConfig(_Section):
+class TurnstileConfig(Section):
     """The tripod turnstile (三辊闸) on GPIO (BCM pin numbers); see :mod:`gate_agent.turnstile`."""
 
     entry_relay_pin: int = Field(17, ge=0, le=53, description="relay that releases the entry direction")
@@ -96,7 +82,7 @@ class TurnstileConfig(_Section):
         return self
 
 
-class RfidConfig(_Section):
+class RfidConfig(Section):
     """An RFID/NFC reader (nfcpy) for member cards, annual passes and NFC tickets; see :mod:`gate_agent.rfid`."""
 
     enabled: bool = Field(False, description="read member cards / NFC tickets with an nfcpy reader")
@@ -110,7 +96,7 @@ class RfidConfig(_Section):
     retry_s: float = Field(3.0, gt=0, le=600, description="seconds between attempts to open a missing reader")
 
 
-class OnlineConfig(_Section):
+class OnlineConfig(Section):
     enabled: bool = Field(False, description="handheld online mode: ask the hub first, then decide offline")
     url: str = Field("http://127.0.0.1:8000", description="the hub's base URL")
     username: str = Field("", description="hub user with the security or ops role, for online checks")
@@ -118,7 +104,7 @@ class OnlineConfig(_Section):
     timeout_s: float = Field(0.5, gt=0, le=0.5, description="budget of one online check (at most 500 ms)")
 
 
-class EmergencyConfig(_Section):
+class EmergencyConfig(Section):
     """Emergency release (紧急疏散): the hub's signed command and the local fire-alarm / button inputs.
 
     BCM pin numbers; an input left at ``None`` is not wired. See :mod:`gate_agent.emergency` and docs/emergency.md.

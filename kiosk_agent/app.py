@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from kiosk_agent import __version__
 from kiosk_agent.config import KioskConfig
+from kiosk_agent.heartbeat import heartbeat
 from kiosk_agent.hub_client import HubClient
 from kiosk_agent.idreader import IdReader
 from kiosk_agent.service import KioskService, Result
@@ -127,6 +128,17 @@ def create_app(cfg: KioskConfig) -> FastAPI:
                                   reopen_delay=cfg.id_reader.reopen_s)
                 app.state.reader = reader
                 tasks.append(asyncio.create_task(reader.run()))
+            if cfg.heartbeat:
+                reader_now = app.state.reader
+
+                def health() -> dict[str, str]:
+                    parts = {"hub": "ok" if service.printer.network else "error",
+                             "printer": "ok" if service.printer.in_service else "error"}
+                    if reader_now is not None:
+                        parts["id_reader"] = reader_now.health()
+                    return parts
+
+                tasks.append(asyncio.create_task(heartbeat(cfg.device_id, cfg.mqtt, health, cfg.status_interval)))
             log.info("kiosk %s ready (version %s) on http://%s:%d, printer %s", cfg.device_id, __version__,
                      cfg.ui.host, cfg.ui.port, cfg.printer_id)
             try:

@@ -17,7 +17,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
-from confkit import TomlEnvSettings, load
+from confkit import MqttConfig, TomlEnvSettings, load
 from kiosk_agent import ConfigError
 
 
@@ -62,6 +62,9 @@ class KioskConfig(TomlEnvSettings):
     hub: HubConfig = Field(default_factory=HubConfig, description="the hub and the kiosk's login")
     id_reader: IdReaderConfig = Field(default_factory=IdReaderConfig, description="ID-card reader")
     ui: UiConfig = Field(default_factory=UiConfig, description="touchscreen web UI")
+    heartbeat: bool = Field(False, description="report the kiosk's status and health over MQTT ([mqtt])")
+    status_interval: float = Field(10.0, gt=0, description="seconds between heartbeat status messages")
+    mqtt: MqttConfig = Field(default_factory=MqttConfig, description="MQTT connection for the heartbeat")
 
 
 def load_config(path: Path | None, **overrides: Any) -> KioskConfig:

@@ -17,8 +17,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
-from confkit import TomlEnvSettings, load
-from gate_agent.config import MqttConfig
+from confkit import MqttConfig, TomlEnvSettings, load
 from printer_agent import ConfigError
 from printer_agent.template import TEMPLATE_DIR
 

@@ -73,8 +73,9 @@ def main() -> None:
         hub.call("POST", "/users", json={"username": "kiosk-1", "password": kiosk_password, "role": "kiosk"})
         kiosk_port = free_port()
         kiosk = AgentProcess(work / "kiosk-1", "kiosk_agent", (
-            f'device_id = "kiosk-1"\nprinter_id = "printer-1"\n[hub]\nurl = "{hub.base_url}"\n'
-            f'username = "kiosk-1"\n[id_reader]\nenabled = false\n[ui]\nport = {kiosk_port}\n'),
+            f'device_id = "kiosk-1"\nprinter_id = "printer-1"\nheartbeat = true\n[hub]\nurl = "{hub.base_url}"\n'
+            f'username = "kiosk-1"\n[id_reader]\nenabled = false\n[ui]\nport = {kiosk_port}\n'
+            f'[mqtt]\nport = {broker.port}\n'),
             "kiosk kiosk-1 ready", env={"KIOSK__HUB__PASSWORD": kiosk_password})
         kiosk.start()
         extras.append(kiosk)
