@@ -16,8 +16,9 @@ from alembic.config import Config
 from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, select, text
 
+from hub.app import build_context
 from hub.db import MIGRATIONS, make_engine
-from hub.services import ingest
+from hub.services import checkins, ingest
 from hub.tables import checkin_events, metadata, whitelist_deltas
 from protocol.envelope import open_envelope
 from protocol.messages import CheckinEvent, EventBatch
@@ -132,3 +133,20 @@ def test_main_paths_on_postgres(hub: Hub) -> None:
     actions = [a["action"] for a in hub.client.get("/api/v1/audit", headers=hub.admin).json()]
     assert {"user.create", "venue.create", "performance.create", "ticket.sell", "ticket.refund",
             "channel.create", "emergency.open", "emergency.clear"} <= set(actions), actions
+
+
+def test_two_hub_processes_admit_exactly_once(hub: Hub) -> None:
+    """Two hub contexts on one database (each with its own in-process write lock, as two hub processes
+    would have): only the ``SELECT ... FOR UPDATE`` row lock keeps a ticket to one admission."""
+    show = setup_show(hub)
+    ticket = sell(hub, show)
+    other = build_context(hub.settings)
+    try:
+        ctxs = [hub.ctx, other]
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            results = list(pool.map(lambda i: checkins.online_check(ctxs[i % 2], ticket["token"], show["channel"],
+                                                                    f"hh-{i % 2}")["reason"], range(16)))
+    finally:
+        other.db.dispose()
+    assert results.count("admitted") == 1 and results.count("already_used") == 15, results
+    assert hub.client.get(f"/api/v1/tickets/{ticket['id']}", headers=hub.admin).json()["used"] == 1
