@@ -36,6 +36,8 @@ async def test_kiosk_heartbeat_reports_its_parts_and_survives_a_broker_restart(b
             for _ in range(100):  # the retained status from before the restart comes first
                 if (await next_status(broker.port)).health == parts:
                     break
+            else:
+                raise AssertionError("the heartbeat did not come back after the broker restart")
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
