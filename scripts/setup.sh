@@ -9,6 +9,7 @@ command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need+=(mos
 command -v mosquitto_passwd >/dev/null 2>&1 || need+=(mosquitto-clients)
 command -v socat >/dev/null 2>&1 || need+=(socat)
 ldconfig -p 2>/dev/null | grep -q libzbar.so.0 || need+=(libzbar0)   # pyzbar's QR decoder
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)   # the hub-on-PostgreSQL test starts its own server
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)   # the console's browser tests (Playwright)
 fc-list :lang=zh 2>/dev/null | grep -q . || need+=(fonts-noto-cjk)   # Chinese text in ticket previews
