@@ -142,6 +142,10 @@ class Store:
                                            int(e.revoked), e.used))
             if delta.card is not None:
                 db.execute(_INSERT_CARD, _card_row(delta.card))
+            if (used := delta.card_used) is not None:  # the hub's count over every gate; ours is part of it
+                db.execute("INSERT INTO card_usage VALUES (?, ?, ?) ON CONFLICT(card_id, day) "
+                           "DO UPDATE SET entries = MAX(entries, excluded.entries)",
+                           (used.card_id, used.day, used.entries))
             self._set_meta(db, delta.group_id, delta.seq, rules)
         self.group_id, self.whitelist_seq, self.rules = delta.group_id, delta.seq, rules
 

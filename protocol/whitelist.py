@@ -19,8 +19,27 @@ KIND_SNAPSHOT = "whitelist.snapshot"
 KIND_DELTA = "whitelist.delta"
 WHITELIST_KINDS = {KIND_SNAPSHOT, KIND_DELTA}
 
-DeltaOp = Literal["sale", "refund", "void", "change", "used", "rules", "card"]
-DELTA_OPS: frozenset[str] = frozenset({"sale", "refund", "void", "change", "used", "rules", "card"})
+DeltaOp = Literal["sale", "refund", "void", "change", "used", "rules", "card", "card_used"]
+DELTA_OPS: frozenset[str] = frozenset({"sale", "refund", "void", "change", "used", "rules", "card", "card_used"})
+
+
+@dataclass(frozen=True, slots=True)
+class CardUsage:
+    """Op "card_used": admissions of one card on one local day, counted at the hub over every gate."""
+
+    card_id: int
+    day: str  # YYYY-MM-DD, the venue's local day
+    entries: int
+
+    def to_wire(self) -> list[Any]:
+        return [self.card_id, self.day, self.entries]
+
+    @classmethod
+    def from_wire(cls, row: Any) -> CardUsage:
+        if (not isinstance(row, list) or len(row) != 3 or type(row[0]) is not int or type(row[2]) is not int
+                or not isinstance(row[1], str) or len(row[1]) != 10):
+            raise MalformedError(f"card usage is not [card id, day, entries]: {str(row)[:80]}")
+        return cls(row[0], row[1], row[2])
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +144,7 @@ class Delta:
     entry: WhitelistEntry | None = None
     rules: GroupRules | None = None
     card: CardEntry | None = None  # op "card": a member card / annual pass added or changed
+    card_used: CardUsage | None = None  # op "card_used": the card's admissions today, from every gate
 
     def to_wire(self) -> dict[str, Any]:
         wire = {"group_id": self.group_id, "seq": self.seq, "at": self.at, "op": self.op,
@@ -132,6 +152,8 @@ class Delta:
                 "rules": self.rules.to_wire() if self.rules else None}
         if self.card is not None:
             wire["card"] = self.card.to_wire()
+        if self.card_used is not None:
+            wire["card_used"] = self.card_used.to_wire()
         return wire
 
     @classmethod
@@ -143,10 +165,12 @@ class Delta:
             entry = WhitelistEntry.from_wire(data["entry"]) if data.get("entry") is not None else None
             rules = GroupRules.from_wire(data["rules"]) if data.get("rules") is not None else None
             card = CardEntry.from_wire(data["card"]) if data.get("card") is not None else None
-            delta = cls(int(data["group_id"]), int(data["seq"]), float(data["at"]), op, entry, rules, card)
+            used = CardUsage.from_wire(data["card_used"]) if data.get("card_used") is not None else None
+            delta = cls(int(data["group_id"]), int(data["seq"]), float(data["at"]), op, entry, rules, card, used)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise MalformedError("whitelist delta is malformed") from exc
         if ((op == "rules") != (rules is not None) or (op == "card") != (card is not None)
-                or (op not in ("rules", "card")) != (entry is not None)):
-            raise MalformedError(f"whitelist delta {op!r} lacks its entry, rules or card")
+                or (op == "card_used") != (used is not None)
+                or (op not in ("rules", "card", "card_used")) != (entry is not None)):
+            raise MalformedError(f"whitelist delta {op!r} lacks its entry, rules, card or card usage")
         return delta

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -14,8 +15,10 @@ from gate_agent.store import Store
 from gate_agent.sync import Outcome, apply, verify
 from hub.services import ingest, whitelist
 from protocol.cards import card_key, parse_uid
+from protocol.envelope import open_envelope
 from protocol.messages import CheckinEvent, EventBatch
 from protocol.reasons import Reason
+from protocol.whitelist import Delta
 from tests.hubkit import Hub, hub_fixture, iso, setup_show  # noqa: F401  (fixture)
 
 UID = "04:A1:B2:C3:D4:E5:F6"
@@ -127,3 +130,31 @@ def test_card_deltas_and_snapshots_apply_at_a_gate_and_card_events_are_stored(hu
 
 def await_tap(checker: Checker, key: str) -> CheckinEvent:
     return asyncio.run(checker.tap(key))
+
+
+def test_entries_per_day_hold_across_gates_once_the_hub_has_heard(hub: Hub, tmp_path: Path) -> None:
+    """An annual pass good for one entry a day, used at gate A, is refused at gate B of the same group."""
+    show = setup_show(hub)
+    group, channel = show["group"], show["channel"]
+    issued = hub.post("/cards", card_body(channel))
+    key = card_key(parse_uid(UID))
+    with Store.open(tmp_path / "a") as gate_a, Store.open(tmp_path / "b") as gate_b:
+        for store in (gate_a, gate_b):
+            assert sync_gate(hub, store, group) == [Outcome.INSTALLED]
+        at_a, at_b = (Checker(Station(name, group, channel), store, hub.keyring,
+                              LoggingActuator(name, out=io.StringIO()))
+                      for name, store in (("gate-a", gate_a), ("gate-b", gate_b)))
+        assert await_tap(at_a, key).reason is Reason.ADMITTED
+
+        published: list[tuple[str, bytes]] = []
+        hub.ctx.publish = lambda topic, payload: published.append((topic, payload))
+        out = ingest.store_batches(hub.ctx, [EventBatch(device_id="gate-a", events=gate_a.pending(10))])
+        card_used = [Delta.from_wire(open_envelope(p, hub.keyring)[1]) for t, p in out
+                     if t == hub.ctx.topics.group_whitelist(group)]
+        assert [(d.op, d.card_used.card_id, d.card_used.entries) for d in card_used if d.card_used] == [
+            ("card_used", issued["id"], 1)]
+
+        assert sync_gate(hub, gate_b, group) == [Outcome.APPLIED]
+        assert await_tap(at_b, key).reason is Reason.ALREADY_USED
+        assert sync_gate(hub, gate_a, group) == [Outcome.APPLIED]  # A's own count stays 1, not 2
+        assert gate_a.card_entries(issued["id"], time.time()) == 1

@@ -93,3 +93,14 @@ def test_emergency_command_is_whole_state_and_signed(signer: Signer, keyring: Ke
         open_envelope(seal(KIND_EMERGENCY, cmd.to_wire(), Signer.generate(kid=1)), keyring)
     with pytest.raises(MalformedError):
         EmergencyCommand.from_wire({"seq": 1})
+
+
+def test_card_usage_delta_round_trips_and_must_carry_its_usage() -> None:
+    from protocol.whitelist import CardUsage
+
+    delta = Delta(5, 12, 3.0, "card_used", card_used=CardUsage(7, "2026-11-25", 2))
+    assert Delta.from_wire(delta.to_wire()) == delta
+    with pytest.raises(MalformedError):
+        Delta.from_wire({**delta.to_wire(), "card_used": None})
+    with pytest.raises(MalformedError):
+        Delta.from_wire({**delta.to_wire(), "card_used": [7, "yesterday", 2]})

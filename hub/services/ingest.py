@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import Connection, bindparam, insert, select, update
 
+from hub.services.card_usage import count_card_admissions
 from hub.services.context import HubContext, Outgoing
 from hub.services.whitelist import emit_entry_deltas, entry_of
 from hub.tables import channels, checkin_events, tickets
@@ -131,6 +132,7 @@ def store_batches(ctx: HubContext, batches: Sequence[EventBatch]) -> list[Outgoi
         outgoing += _take_back(ctx, conn, new)
         if new:
             conn.execute(insert(checkin_events), [_row(e, now, e.event_id in conflicts) for e in new])
+            outgoing += count_card_admissions(ctx, conn, new)
     if new:
         log.debug("stored %s new event(s), %s duplicate(s)", len(new), len(unique) - len(new))
     acks = [(ctx.topics.ack(b.device_id),

@@ -24,6 +24,7 @@ from protocol.envelope import seal
 from protocol.whitelist import (
     KIND_DELTA,
     KIND_SNAPSHOT,
+    CardUsage,
     ChannelRules,
     Delta,
     DeltaOp,
@@ -96,11 +97,12 @@ def group_cards(conn: Connection, group_id: int) -> list[CardEntry]:
 
 def emit_delta(ctx: HubContext, conn: Connection, group_id: int, op: DeltaOp, *,
                entry: WhitelistEntry | None = None, rules: GroupRules | None = None,
-               card: CardEntry | None = None) -> Outgoing:
+               card: CardEntry | None = None, card_used: CardUsage | None = None) -> Outgoing:
     """Bump the group's seq and store the signed delta in the caller's transaction."""
     seq = conn.execute(_BUMP_SEQ, {"gid": group_id}).scalar_one()
     now = ctx.clock()
-    envelope = seal(KIND_DELTA, Delta(group_id, seq, now, op, entry, rules, card).to_wire(), ctx.signer)
+    delta = Delta(group_id, seq, now, op, entry, rules, card, card_used)
+    envelope = seal(KIND_DELTA, delta.to_wire(), ctx.signer)
     conn.execute(_INSERT_DELTA, {"group_id": group_id, "seq": seq, "op": op, "envelope": envelope,
                                  "created_at": now})
     return ctx.topics.group_whitelist(group_id), envelope
