@@ -380,7 +380,10 @@ class QrCamera:
                         log.info("camera source %s ended", opts.source)
                         self._set_health("missing")
                         return
-                    self._set_health("missing")  # looping over nothing: wait as for a camera
+                    # looping over nothing: an empty image folder is a camera with nothing in view (the
+                    # simulated camera between patrons); a video file that yields no frame is missing
+                    empty_folder = isinstance(opts.source, str) and await asyncio.to_thread(os.path.isdir, opts.source)
+                    self._set_health("ok" if empty_folder else "missing")
                 finally:
                     worker.submit(frames.close)  # after any read still running on the worker
                 await asyncio.sleep(opts.reopen_delay)
