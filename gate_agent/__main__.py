@@ -8,12 +8,12 @@ config file then gives only the local settings (scanner, turnstile, data_dir...)
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import logging
 import sys
 from pathlib import Path
 
+from confkit.cli import EXIT_CONFIG, daemon_parser, load_or_report
 from gate_agent import ConfigError
 from gate_agent.app import load_keyring, run_gate
 from gate_agent.config import load_config
@@ -21,23 +21,17 @@ from gate_agent.logs import setup_logging
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="venue-gate", description="Offline ticket check-in agent for a gate.")
-    parser.add_argument("--config", type=Path, default=None, help="TOML configuration file")
-    parser.add_argument("--validate-config", action="store_true", help="check the configuration and exit")
-    parser.add_argument("--debug", action="store_true", help="debug logging")
+    parser = daemon_parser("venue-gate", "Offline ticket check-in agent for a gate.")
     parser.add_argument("--bootstrap", type=Path, default=None,
                         help="bootstrap TOML of a provisioned device: enroll if needed, then run on its identity")
     parser.add_argument("--sim", action="store_true",
                         help="simulate the hardware: MockFactory turnstile with a patron, camera reading an image "
                              "folder, RFID over nfcpy's udp driver")
     args = parser.parse_args(argv)
-    try:
-        cfg = load_config(args.config)
-        if args.validate_config:
-            load_keyring(cfg.hub_keys_file)
-    except ConfigError as exc:
-        print(f"config error: {exc}", file=sys.stderr)
-        return 2
+    cfg = load_or_report(load_config, args.config, ConfigError,
+                         check=(lambda c: load_keyring(c.hub_keys_file)) if args.validate_config else None)
+    if cfg is None:
+        return EXIT_CONFIG
     if args.validate_config:
         print(f"config ok: {args.config or '(defaults)'} device {cfg.device_id}")
         return 0

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import aiomqtt
 
+from confkit.mqtt import BrokerLink, MqttSession, device_client
 from gate_agent import __version__
 from gate_agent import sync as wl
 from gate_agent.logs import truncate
@@ -23,7 +23,6 @@ from gate_agent.store import Store
 from protocol.envelope import open_envelope
 from protocol.keys import Keyring
 from protocol.messages import KIND_ACK, AckPayload, EventBatch, GateStatus, SyncRequest, dump_message
-from protocol.topics import Topics
 
 log = logging.getLogger(__name__)
 
@@ -31,39 +30,28 @@ BATCH_SIZE = 200
 _BIG_PAYLOAD = 64 * 1024  # verify and parse larger messages off the event loop
 
 
-@dataclass(frozen=True)
-class LinkOptions:
-    device_id: str
+@dataclass(frozen=True, kw_only=True)
+class LinkOptions(BrokerLink):
+    """A gate's broker link, plus where it stands and how patient its sender and sync are."""
+
     group_id: int
     channel_id: int
     kind: str = "gate"
-    host: str = "127.0.0.1"
-    port: int = 1883
-    prefix: str = "venue"
-    username: str = ""
-    password: str = field(default="", repr=False)
-    keepalive: int = 10
-    status_interval: float = 10.0
     ack_timeout: float = 3.0
     sync_interval: float = 2.0
-    backoff_min: float = 0.5
-    backoff_max: float = 5.0
-    tls: bool = False
-    tls_ca: str | None = None  # CA file of the broker's certificate (TLS); None: the system's CAs
 
 
-class Link:
+class Link(MqttSession):
     """Keeps one MQTT session to the hub alive; run :meth:`run` as a task, then :meth:`stop`."""
+
+    opt: LinkOptions
 
     def __init__(self, options: LinkOptions, store: Store, keyring: Keyring, *,
                  health: Callable[[], dict[str, str]] | None = None) -> None:
-        self.opt = options
+        super().__init__(options)
         self.health = health  # part name -> "ok" | "missing" | "error" | "disabled", sent in every status
         self.store = store
         self.keyring = keyring
-        self.topics = Topics(options.prefix)
-        self.connected = asyncio.Event()
-        self._client: aiomqtt.Client | None = None
         self._wake = asyncio.Event()
         self._acked = asyncio.Event()
         self._inflight: set[str] = set()
@@ -142,34 +130,9 @@ class Link:
 
     def _client_for(self) -> aiomqtt.Client:
         will = aiomqtt.Will(self.topics.status(self.opt.device_id), self._status("offline"), qos=1, retain=True)
-        return aiomqtt.Client(
-            self.opt.host, self.opt.port, identifier=f"gate-{self.opt.device_id}",
-            username=self.opt.username or None, password=self.opt.password or None,
-            protocol=aiomqtt.ProtocolVersion.V5, will=will, keepalive=self.opt.keepalive,
-            clean_start=True, timeout=5,
-            tls_params=aiomqtt.TLSParameters(ca_certs=self.opt.tls_ca) if self.opt.tls else None,
-            # no Nagle: a confirmation right after a PUBACK would wait ~40 ms for the broker's delayed ACK
-            socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
-        )
-
-    async def run(self) -> None:
-        """Connect, serve, and reconnect forever with capped exponential backoff."""
-        delay = self.opt.backoff_min
-        while True:
-            try:
-                async with self._client_for() as client:
-                    delay = self.opt.backoff_min
-                    await self._serve(client)
-            except aiomqtt.MqttError as exc:
-                if self.connected.is_set():
-                    log.warning("MQTT connection lost: %s", exc)
-                else:
-                    log.info("MQTT broker %s:%s unreachable: %s", self.opt.host, self.opt.port, exc)
-            finally:
-                self._client = None
-                self.connected.clear()
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, self.opt.backoff_max)
+        o = self.opt
+        return device_client(o.host, o.port, f"gate-{o.device_id}", will, username=o.username, password=o.password,
+                             keepalive=o.keepalive, tls=o.tls, tls_ca=o.tls_ca)
 
     async def _serve(self, client: aiomqtt.Client) -> None:
         me = self.opt.device_id

@@ -6,29 +6,22 @@ Serves the touchscreen UI on ``[ui] host:port``; point a browser in kiosk mode a
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
-from pathlib import Path
 
 import uvicorn
 
+from confkit.cli import EXIT_CONFIG, daemon_parser, load_or_report
 from kiosk_agent import ConfigError
 from kiosk_agent.app import create_app
 from kiosk_agent.config import load_config
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="venue-kiosk", description="Self-service ticket-collection kiosk agent.")
-    parser.add_argument("--config", type=Path, default=None, help="TOML configuration file")
-    parser.add_argument("--validate-config", action="store_true", help="check the configuration and exit")
-    parser.add_argument("--debug", action="store_true", help="debug logging")
-    args = parser.parse_args(argv)
-    try:
-        cfg = load_config(args.config)
-    except ConfigError as exc:
-        print(f"config error: {exc}", file=sys.stderr)
-        return 2
+    args = daemon_parser("venue-kiosk", "Self-service ticket-collection kiosk agent.").parse_args(argv)
+    cfg = load_or_report(load_config, args.config, ConfigError)
+    if cfg is None:
+        return EXIT_CONFIG
     if args.validate_config:
         print(f"config ok: {args.config or '(defaults)'} kiosk {cfg.device_id} printer {cfg.printer_id}")
         return 0

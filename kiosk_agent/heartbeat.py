@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 import time
 from collections.abc import Callable
 
 import aiomqtt
 
 from confkit import MqttConfig
+from confkit.mqtt import BrokerLink
 from kiosk_agent import __version__
 from protocol.messages import GateStatus, dump_message
 from protocol.topics import Topics
@@ -37,11 +37,7 @@ async def heartbeat(device_id: str, mqtt: MqttConfig, health: Health, interval: 
     delay = 0.5
     while True:
         try:
-            async with aiomqtt.Client(
-                    mqtt.host, mqtt.port, identifier=f"kiosk-{device_id}", username=mqtt.username or None,
-                    password=mqtt.password.get_secret_value() or None, protocol=aiomqtt.ProtocolVersion.V5,
-                    will=will, keepalive=mqtt.keepalive, timeout=5,
-                    socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]) as client:
+            async with BrokerLink.from_config(device_id, mqtt, interval).client(f"kiosk-{device_id}", will) as client:
                 delay = 0.5
                 log.info("kiosk heartbeat connected to %s:%s", mqtt.host, mqtt.port)
                 while True:

@@ -12,6 +12,7 @@ import logging
 import sys
 from pathlib import Path
 
+from confkit.cli import EXIT_CONFIG, daemon_parser, load_or_report
 from gate_agent.logs import setup_logging
 from printer_agent import ConfigError, TemplateError
 from printer_agent.app import run_printer
@@ -58,16 +59,10 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["preview"]:
         return preview(argv[1:])
-    parser = argparse.ArgumentParser(prog="venue-printer", description="Ticket printer agent (ESC/POS over MQTT).")
-    parser.add_argument("--config", type=Path, default=None, help="TOML configuration file")
-    parser.add_argument("--validate-config", action="store_true", help="check the configuration and exit")
-    parser.add_argument("--debug", action="store_true", help="debug logging")
-    args = parser.parse_args(argv)
-    try:
-        cfg = load_config(args.config)
-    except ConfigError as exc:
-        print(f"config error: {exc}", file=sys.stderr)
-        return 2
+    args = daemon_parser("venue-printer", "Ticket printer agent (ESC/POS over MQTT).").parse_args(argv)
+    cfg = load_or_report(load_config, args.config, ConfigError)
+    if cfg is None:
+        return EXIT_CONFIG
     if args.validate_config:
         print(f"config ok: {args.config or '(defaults)'} printer {cfg.device_id} ({cfg.printer.kind})")
         return 0

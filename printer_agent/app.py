@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import signal
 
@@ -20,11 +19,7 @@ log = logging.getLogger(__name__)
 
 
 def link_options(cfg: PrinterAgentConfig) -> LinkOptions:
-    m = cfg.mqtt
-    return LinkOptions(device_id=cfg.device_id, host=m.host, port=m.port, prefix=m.prefix, username=m.username,
-                       password=m.password.get_secret_value(), keepalive=m.keepalive,
-                       status_interval=cfg.status_interval, tls=m.tls,
-                       tls_ca=str(m.ca_file) if m.ca_file else None)
+    return LinkOptions.from_config(cfg.device_id, cfg.mqtt, cfg.status_interval)
 
 
 async def run_printer(cfg: PrinterAgentConfig, *, device: Printer | None = None) -> int:
@@ -41,8 +36,10 @@ async def run_printer(cfg: PrinterAgentConfig, *, device: Printer | None = None)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
+            try:
                 loop.add_signal_handler(sig, stop.set)
+            except (NotImplementedError, RuntimeError) as exc:  # not the main thread (tests), or no Unix signals
+                log.debug("printer agent: no %s handler (%s); stop it by cancelling run_printer", sig.name, exc)
         tasks = [asyncio.create_task(service.run()), asyncio.create_task(link.run())]
         log.info("printer agent %s started (%s printer)", cfg.device_id, cfg.printer.kind)
         try:

@@ -9,45 +9,29 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 import time
-from dataclasses import dataclass, field
 
 import aiomqtt
 
+from confkit.mqtt import BrokerLink, MqttSession
 from gate_agent.logs import truncate
 from printer_agent import __version__
 from printer_agent.service import PrintService
 from protocol.messages import GateStatus, dump_message
 from protocol.printing import PrintResult
-from protocol.topics import Topics
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class LinkOptions:
-    device_id: str
-    host: str = "127.0.0.1"
-    port: int = 1883
-    prefix: str = "venue"
-    username: str = ""
-    password: str = field(default="", repr=False)
-    keepalive: int = 10
-    status_interval: float = 10.0
-    backoff_min: float = 0.5
-    backoff_max: float = 5.0
-    tls: bool = False
-    tls_ca: str | None = None
+LinkOptions = BrokerLink  # the printer needs no more than any device's broker link
 
 
-class PrinterLink:
+class PrinterLink(MqttSession):
+    """The printer's session: print jobs in, results and its condition out."""
+
     def __init__(self, opt: LinkOptions, service: PrintService) -> None:
-        self.opt = opt
+        super().__init__(opt)
         self.service = service
-        self.topics = Topics(opt.prefix)
-        self.connected = asyncio.Event()
-        self._client: aiomqtt.Client | None = None
         self._status_due = asyncio.Event()
         service.on_condition = self._status_due.set
 
@@ -62,28 +46,7 @@ class PrinterLink:
 
     def _client_for(self) -> aiomqtt.Client:
         will = aiomqtt.Will(self.topics.status(self.opt.device_id), self._status("offline"), qos=1, retain=True)
-        return aiomqtt.Client(
-            self.opt.host, self.opt.port, identifier=f"printer-{self.opt.device_id}",
-            username=self.opt.username or None, password=self.opt.password or None,
-            protocol=aiomqtt.ProtocolVersion.V5, will=will, keepalive=self.opt.keepalive, clean_start=True,
-            timeout=5, tls_params=aiomqtt.TLSParameters(ca_certs=self.opt.tls_ca) if self.opt.tls else None,
-            socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)])
-
-    async def run(self) -> None:
-        """Connect, serve, and reconnect forever with capped exponential backoff."""
-        delay = self.opt.backoff_min
-        while True:
-            try:
-                async with self._client_for() as client:
-                    delay = self.opt.backoff_min
-                    await self._serve(client)
-            except aiomqtt.MqttError as exc:
-                log.warning("MQTT connection to %s:%s lost or refused: %s", self.opt.host, self.opt.port, exc)
-            finally:
-                self._client = None
-                self.connected.clear()
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, self.opt.backoff_max)
+        return self.opt.client(f"printer-{self.opt.device_id}", will)
 
     async def _serve(self, client: aiomqtt.Client) -> None:
         await client.subscribe(self.topics.print_job(self.opt.device_id), qos=1)

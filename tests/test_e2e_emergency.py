@@ -151,17 +151,11 @@ async def test_fire_input_opens_with_the_broker_down_and_is_reported_after(
         await hub.command(command(1))  # the hub clears, after the alarm, with the input back to normal
         await eventually(lambda: confirmed(hub, "gate-f", "normal", 1), what="the clear")
         assert relay.state is LOCKED
-        latencies = []
-        for seq in range(2, 12):  # command -> turnstile open -> confirmation at the hub, one gate
-            started = time.perf_counter()
+        for seq in range(2, 12):  # open, clear, open, ...: each confirmed, the relay following (timing: bench/)
             await hub.command(command(seq, open_all=seq % 2 == 0))
             await eventually(lambda seq=seq: confirmed(hub, "gate-f", "open" if seq % 2 == 0 else "normal", seq),
                              what=f"command {seq}")
-            latencies.append((time.perf_counter() - started) * 1000)
             assert relay.state is (RELEASED if seq % 2 == 0 else LOCKED)
-        print(f"one gate, command -> confirmation at the hub: median {sorted(latencies)[5]:.1f} ms, "
-              f"max {max(latencies):.1f} ms")
-        assert max(latencies) < 300, latencies
 
 
 # ---- SIGKILL during an emergency: the agent restarts open, before its link connects ----------------

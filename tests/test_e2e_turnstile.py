@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,14 +30,8 @@ RELEASED = False  # the relay board is active-low
 
 
 @pytest.fixture
-def hub(broker: Mosquitto, tmp_path: Path) -> Iterator[HubProcess]:
-    proc = HubProcess(tmp_path / "hub", broker.port)
-    proc.start()
-    try:
-        yield proc
-    finally:
-        proc.stop()
-        proc.api.close()
+def hub(hub_process: HubProcess) -> HubProcess:
+    return hub_process
 
 
 @dataclass

@@ -166,7 +166,7 @@ def test_a_snapshot_with_a_bad_row_changes_nothing(store: Store, signer: Signer,
 
 
 _RSS_SCRIPT = """
-import sys, time, psutil
+import sys, psutil
 from pathlib import Path
 import gate_agent.app  # everything the daemon imports
 from gate_agent import sync as wl
@@ -175,12 +175,10 @@ from protocol.keys import Keyring
 keyring = Keyring.from_b64({1: sys.argv[3]})
 payload = Path(sys.argv[1]).read_bytes()
 with Store.open(Path(sys.argv[2])) as store:
-    t0 = time.perf_counter()
     kind, body = wl.verify(payload, keyring)
     wl.apply(kind, body, store, 1)
     del body, payload
-    took = time.perf_counter() - t0
-    print(store.entry_count(), took, psutil.Process().memory_info().rss / 2**20)
+    print(store.entry_count(), psutil.Process().memory_info().rss / 2**20)
 """
 
 
@@ -189,9 +187,9 @@ def test_a_100k_whitelist_installs_and_stays_on_disk(tmp_path: Path, signer: Sig
     envelope.write_bytes(seal_snapshot(snapshot(entries(100_000)), signer))
     out = subprocess.run([sys.executable, "-c", _RSS_SCRIPT, str(envelope), str(tmp_path / "g"),
                           signer.public_key_b64], capture_output=True, text=True, timeout=60, check=True)
-    count, took, rss_mb = out.stdout.split()
+    count, rss_mb = out.stdout.split()
     assert int(count) == 100_000
-    assert float(took) > 0  # the time is measured by bench/whitelist_sync.py, not asserted here
+    # the install time is measured by bench/whitelist_sync.py, not asserted here
     assert float(rss_mb) <= 60, rss_mb
 
 

@@ -33,7 +33,8 @@ class Gate:
 @asynccontextmanager
 async def running_gate(tmp_path: Path, port: int, keyring: Keyring) -> AsyncIterator[Gate]:
     with Store.open(tmp_path / "gate") as store:
-        link = Link(LinkOptions(ME, 1, 1, port=port, status_interval=0.5, ack_timeout=1.0,
+        link = Link(LinkOptions(device_id=ME, group_id=1, channel_id=1, port=port,
+                                status_interval=0.5, ack_timeout=1.0,
                                 backoff_max=0.5), store, keyring)
         checker = Checker(Station(ME, 1, 1), store, keyring, RecordingActuator(), on_event=link.wake,
                           clock=lambda: NOW)

@@ -86,16 +86,16 @@ class StandInPrinter:
 
 
 @pytest.fixture
-def hub(broker: Mosquitto, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[HubProcess]:
-    """The hub, with its development SMS gateway writing to this test's own file."""
+def sms_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Where the hub's development SMS gateway writes, set before the hub starts."""
     monkeypatch.setenv("HUB__SMS__PATH", str(tmp_path / "sms.txt"))
-    proc = HubProcess(tmp_path / "hub", broker.port)
-    proc.start()
-    try:
-        yield proc
-    finally:
-        proc.stop()
-        proc.api.close()
+    return tmp_path / "sms.txt"
+
+
+@pytest.fixture
+def hub(sms_file: Path, hub_process: HubProcess) -> HubProcess:
+    """The hub, with its development SMS gateway writing to this test's own file."""
+    return hub_process
 
 
 @pytest.fixture

@@ -226,7 +226,8 @@ async def running_device(tmp_path: Path, port: int, directory: Path) -> AsyncIte
     keyring = identity.keyring()
     cfg = GateConfig(device_id=ME, data_dir=tmp_path / "gate")
     with Store.open(cfg.data_dir) as store:
-        link = Link(LinkOptions(ME, 1, 2, port=port, status_interval=0.3, backoff_max=0.3, backoff_min=0.1),
+        link = Link(LinkOptions(device_id=ME, group_id=1, channel_id=2, port=port, status_interval=0.3,
+                                backoff_max=0.3, backoff_min=0.1),
                     store, keyring)
         stop = asyncio.Event()
         agent = DeviceAgent(directory, link, store, keyring, cfg, stop)
