@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from protocol.bounds import MAX_COUNT, UnixTime
 from protocol.errors import MalformedError
 from protocol.messages import DeviceId
 
@@ -68,6 +69,6 @@ class EmergencyState(BaseModel):
     v: Literal[1] = 1
     device_id: DeviceId
     state: Literal["open", "normal"]
-    seq: int = Field(ge=0, description="newest hub emergency command applied (0: none yet)")
+    seq: int = Field(ge=0, le=MAX_COUNT, description="newest hub emergency command applied (0: none yet)")
     cause: Literal["command", "fire", "button"] | None = None
-    at: float
+    at: UnixTime

@@ -11,13 +11,23 @@ from typing import Annotated, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from protocol.bounds import (
+    DEVICE_ID_PATTERN,
+    EVENT_ID_PATTERN,
+    MAX_COUNT,
+    MAX_SEQ,
+    Id,
+    OptId,
+    Seq,
+    UnixTime,
+)
 from protocol.errors import MalformedError
 from protocol.reasons import Reason
 
 KIND_ACK = "checkin.ack"
 
-DeviceId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
-EventId = Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]
+DeviceId = Annotated[str, Field(pattern=DEVICE_ID_PATTERN)]  # pydantic's (Rust) regex: "$" is the very end
+EventId = Annotated[str, Field(pattern=EVENT_ID_PATTERN)]
 MAX_BATCH = 500
 
 
@@ -30,21 +40,28 @@ class CheckinEvent(_Message):
 
     event_id: EventId = Field(description="uuid4 hex made by the device; the hub's idempotency key")
     device_id: DeviceId
-    group_id: int
-    channel_id: int
-    seq: int = Field(ge=0, description="device-local journal sequence, for ordering")
+    group_id: Id
+    channel_id: Id
+    seq: Seq = Field(description="device-local journal sequence, for ordering")
     reason: Reason
-    ticket_id: int | None = None
-    performance_id: int | None = None
-    ticket_type_id: int | None = None
+    ticket_id: OptId = None
+    performance_id: OptId = None
+    ticket_type_id: OptId = None
     persons: int = Field(0, ge=0, le=255, description="persons admitted; 0 unless admitted")
     direction: Literal["entry", "exit"] = "entry"
     offline: bool = Field(True, description="decided locally, without asking the hub")
     source: Literal["serial", "qr", "nfc", "online", "keyboard"] = "serial"
-    scanned_at: float = Field(description="unix time of the scan on the device clock")
+    scanned_at: UnixTime = Field(description="unix time of the scan on the device clock")
     excerpt: str | None = Field(None, max_length=64, description="printable start of unreadable input")
     annuls: EventId | None = Field(None, description="for reason 'annulled': the admission event taken back")
-    card_id: int | None = Field(None, description="a member card / annual pass decision: the hub's card id")
+    card_id: OptId = Field(None, description="a member card / annual pass decision: the hub's card id")
+    credit: bool = Field(False, description="admitted on persons given back by an earlier partial annulment "
+                                            "of the same ticket: finishes that entry, is not a new one")
+    unlisted: bool = Field(False, description="a validly signed ticket newer than the gate's whitelist, "
+                                              "admitted offline; the hub checks it when it arrives")
+    forced_by: str | None = Field(None, min_length=1, max_length=64,
+                                  description="supervisor override: who force-admitted a denied ticket")
+    denied: Reason | None = Field(None, description="supervisor override: the reason the ticket was refused")
 
     @property
     def admitted(self) -> bool:
@@ -58,11 +75,21 @@ class EventBatch(_Message):
 
 
 class AckPayload(_Message):
-    """Body of a signed ``checkin.ack`` envelope: these events are committed at the hub."""
+    """Body of a signed ``checkin.ack`` envelope: these events are committed at the hub.
+
+    ``echo_seq``: the device group's whitelist seq once the counts of these events are in it. Until
+    the device has applied that seq, it keeps counting the acknowledged events itself, so an entry is
+    never counted twice nor forgotten between the ack and the "used" delta (absent: already in).
+    """
 
     device_id: DeviceId
     event_ids: list[EventId]
     at: float
+    echo_seq: int | None = Field(None, ge=0, le=MAX_SEQ)
+
+
+_Key = Annotated[str, Field(max_length=40)]
+_Value = Annotated[str, Field(max_length=200)] | Annotated[int, Field(ge=-MAX_COUNT, le=MAX_COUNT)] | bool | None
 
 
 class GateStatus(_Message):
@@ -71,28 +98,30 @@ class GateStatus(_Message):
     v: Literal[1] = 1
     device_id: DeviceId
     state: Literal["online", "offline"]
-    at: float
+    at: UnixTime
     kind: Literal["gate", "handheld", "kiosk", "printer"] = "gate"
-    group_id: int | None = None
-    channel_id: int | None = None
-    whitelist_seq: int | None = None
-    outbox: int | None = None
-    version: str | None = None
-    health: dict[str, Literal["ok", "missing", "error", "disabled"]] | None = Field(
-        None, description="per part (turnstile, scanner, camera, rfid, ...): its state")
-    birth: int | None = Field(None, ge=0, description="boot counter persisted on the device: a new value "
-                              "means the device restarted, the same value a mere reconnect")
-    config_version: int | None = Field(None, ge=0, description="version of the hub-assigned config in force")
-    interval: float | None = Field(None, gt=0, description="seconds until the next heartbeat at the latest")
-    printer: dict[str, str | int | bool | None] | None = Field(
-        None, description="a ticket printer's condition: protocol.printing.PrinterCondition as a dict")
+    group_id: OptId = None
+    channel_id: OptId = None
+    whitelist_seq: int | None = Field(None, ge=0, le=MAX_COUNT)
+    outbox: int | None = Field(None, ge=0, le=MAX_COUNT)
+    version: str | None = Field(None, max_length=64)
+    health: dict[_Key, Literal["ok", "missing", "error", "disabled"]] | None = Field(
+        None, max_length=50, description="per part (turnstile, scanner, camera, rfid, ...): its state")
+    birth: int | None = Field(None, ge=0, le=MAX_COUNT, description="boot counter persisted on the device: a new "
+                              "value means the device restarted, the same value a mere reconnect")
+    config_version: int | None = Field(None, ge=0, le=MAX_COUNT,
+                                       description="version of the hub-assigned config in force")
+    interval: float | None = Field(None, gt=0, le=7 * 86400, allow_inf_nan=False,
+                                   description="seconds until the next heartbeat at the latest")
+    printer: dict[_Key, _Value] | None = Field(
+        None, max_length=20, description="a ticket printer's condition: protocol.printing.PrinterCondition as a dict")
 
 
 class SyncRequest(_Message):
     v: Literal[1] = 1
     device_id: DeviceId
-    group_id: int
-    have_seq: int = Field(ge=-1, description="-1: nothing installed, send a snapshot")
+    group_id: Id
+    have_seq: int = Field(ge=-1, le=2**63 - 1, description="-1: nothing installed, send a snapshot")
 
 
 M = TypeVar("M", bound=_Message)

@@ -16,6 +16,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from protocol.bounds import MAX_COUNT, Id, UnixTime
 from protocol.messages import DeviceId, EventId
 
 KIND_PRINT_JOB = "print.job"
@@ -33,7 +34,7 @@ class PrintJob(_Message):
     template: str = Field(pattern=r"^[a-z0-9_-]{1,40}$", description="template file name, without .toml")
     fields: dict[str, str] = Field(default_factory=dict, description="text fields of the template")
     token: str = Field(max_length=200, description="the ticket token printed as the QR code")
-    ticket_id: int
+    ticket_id: Id
     issued_at: float
     expires_at: float
 
@@ -45,7 +46,7 @@ class PrintResult(_Message):
     status: Literal["printed", "failed", "duplicate", "refused"]
     reason: str | None = Field(None, max_length=200, description="paper_out, cover_open, offline, "
                                "unknown_template, expired, bad_signature, ...")
-    at: float
+    at: UnixTime
 
 
 class PrinterCondition(_Message):
@@ -54,5 +55,5 @@ class PrinterCondition(_Message):
     online: bool
     paper: Literal["ok", "low", "out", "unknown"] = "unknown"
     cover: Literal["closed", "open", "unknown"] = "unknown"
-    queue: int = Field(0, ge=0, description="jobs accepted and not yet printed")
+    queue: int = Field(0, ge=0, le=MAX_COUNT, description="jobs accepted and not yet printed")
     error: str | None = Field(None, max_length=200)

@@ -29,6 +29,7 @@ import nacl.public
 import nacl.signing
 from pydantic import BaseModel, ConfigDict, Field
 
+from protocol.bounds import MAX_COUNT, JsonObject, OptId, UnixTime
 from protocol.errors import MalformedError, SignatureError
 from protocol.messages import DeviceId, EventId
 
@@ -59,8 +60,8 @@ class EnrollmentRequest(_Message):
     public_key: str = Field(pattern=_B64_KEY.pattern, description="device Ed25519 public key, base64")
     reply_to: str = Field(pattern=r"^[0-9a-f]{32}$", description="random; the reply comes on provision/reply/<it>")
     nonce: EventId = Field(description="random; echoed in the reply, so an old reply cannot be replayed")
-    at: float
-    signature: str = Field("", description="base64 Ed25519 signature over signed_bytes()")
+    at: UnixTime
+    signature: str = Field("", max_length=200, description="base64 Ed25519 signature over signed_bytes()")
 
     def signed_bytes(self) -> bytes:
         body = self.model_dump(exclude={"signature"})
@@ -82,10 +83,10 @@ class EnrollmentRequest(_Message):
 class ConfigAck(_Message):
     v: Literal[1] = 1
     device_id: DeviceId
-    version: int = Field(ge=0)
+    version: int = Field(ge=0, le=MAX_COUNT)
     applied: bool
     error: str | None = Field(None, max_length=500)
-    at: float
+    at: UnixTime
 
 
 class CommandResult(_Message):
@@ -93,9 +94,9 @@ class CommandResult(_Message):
     device_id: DeviceId
     command_id: EventId
     ok: bool
-    result: dict[str, Any] = Field(default_factory=dict)
+    result: JsonObject = Field(default_factory=dict)
     error: str | None = Field(None, max_length=500)
-    at: float
+    at: UnixTime
 
 
 class BrokerAccess(_Message):
@@ -115,8 +116,8 @@ class ReplyPayload(_Message):
     device_id: DeviceId | None = None
     kind: DeviceKind | None = None
     site: str | None = Field(None, max_length=100)
-    group_id: int | None = None
-    channel_id: int | None = None
+    group_id: OptId = None
+    channel_id: OptId = None
     broker: BrokerAccess | None = None
     sealed: str | None = Field(None, description='seal_secret({"password": ...}) to the device key')
     at: float
@@ -126,7 +127,7 @@ class ConfigPayload(_Message):
     """Body of a signed, retained ``device.config`` envelope: the whole assigned configuration."""
 
     device_id: DeviceId
-    version: int = Field(ge=1, description="grows with every change; a device applies only a newer one")
+    version: int = Field(ge=1, le=MAX_COUNT, description="grows with every change; a device applies only a newer one")
     issued_at: float
     config: dict[str, Any] = Field(description="settings for the device (channel, pins, policies, printer...)")
 

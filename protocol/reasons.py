@@ -16,6 +16,13 @@ class Reason(StrEnum):
     TOO_EARLY = "too_early"
     TOO_LATE = "too_late"
     ALREADY_USED = "already_used"
+    DAILY_LIMIT = "daily_limit"  # entries per venue day reached
+    COOLDOWN = "cooldown"  # too soon after the previous entry
+    NO_REENTRY = "no_reentry"  # the ticket left and this channel does not let it back in
+    STILL_INSIDE = "still_inside"  # exits are required before the next entry
+    LATECOMER = "latecomer"  # the performance has started; latecomers use other channels
+    NOT_TODAY = "not_today"  # weekday or date outside what the ticket or card allows
+    CHANNEL_CLOSED = "channel_closed"  # the channel was retired
     # Not decisions on a scan, but events a gate reports about a decision it made:
     ANNULLED = "annulled"  # admitted, but nobody passed in time: the entry is taken back
     EXIT = "exit"  # a passage in the exit direction
@@ -45,6 +52,14 @@ _TEXT: dict[Reason, tuple[str, str]] = {
     Reason.TOO_EARLY: ("Doors are not open yet. Please wait.", "尚未检票，请稍候"),
     Reason.TOO_LATE: ("This performance has ended.", "本场演出已结束"),
     Reason.ALREADY_USED: ("Ticket already used.", "此票已检"),
+    Reason.DAILY_LIMIT: ("Already entered today.", "今日已入场"),
+    Reason.COOLDOWN: ("Entered a moment ago. Please wait.", "刚刚已入场，请稍后再试"),
+    Reason.NO_REENTRY: ("Re-entry is not allowed after leaving.", "离场后不可再次入场"),
+    Reason.STILL_INSIDE: ("Ticket is still inside. Please exit first.", "此票尚未离场，请先出场"),
+    Reason.LATECOMER: ("The performance has started. Latecomers please ask staff.",
+                       "演出已开始，迟到观众请咨询工作人员"),
+    Reason.NOT_TODAY: ("Not valid today.", "今日不可使用"),
+    Reason.CHANNEL_CLOSED: ("This entrance is closed. Please use another entrance.", "本通道已关闭，请走其他通道"),
     Reason.ANNULLED: ("Nobody passed in time; please scan again.", "未在规定时间内通行，请重新刷票"),
     Reason.EMERGENCY: ("Emergency: gates are open and checking is stopped. Please leave calmly.",
                        "紧急疏散：闸机已打开，停止检票，请有序离场"),

@@ -22,7 +22,7 @@ DEVICE_LEAVES = frozenset({"status", "events", "ack", "sync", "whitelist", "emer
 
 
 def check_device_id(device_id: str) -> str:
-    if not DEVICE_ID.match(device_id):
+    if not DEVICE_ID.fullmatch(device_id):  # not .match: "$" also matches before a trailing "\n"
         raise MalformedError(f"device id {device_id[:70]!r} must be 1-64 of A-Z a-z 0-9 _ -")
     return device_id
 

@@ -1,7 +1,9 @@
 """Whitelists: per check-in group, a versioned snapshot plus ordered deltas, each hub-signed.
 
 An entry is what a gate needs to decide without the network; it holds no personal data. On the
-wire an entry is a compact list ``[ticket, performance, type, persons, revoked 0/1, used]``.
+wire an entry is a compact list ``[ticket, performance, type, persons, revoked 0/1, used]``, followed,
+once the ticket has been used, by the rest of its usage (:class:`protocol.usage.Usage`):
+``[..., exits, credit, last entry, last exit, day YYYYMMDD, entries that day]``.
 Sequence numbers are per group: a snapshot at ``seq`` includes every delta up to ``seq``; the next
 delta is ``seq + 1``. A receiver applies ``seq == have + 1``, ignores ``seq <= have`` (duplicate or
 replay) and treats ``seq > have + 1`` as a gap that needs a re-sync.
@@ -9,11 +11,16 @@ replay) and treats ``seq > have + 1`` as a gap that needs a re-sync.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from protocol.cards import CardEntry
 from protocol.errors import MalformedError
+from protocol.localtime import check_zone
+from protocol.rules import DEFAULT_RULES, EntryRules
+from protocol.supervisor import Supervisor
+from protocol.usage import Usage
 
 KIND_SNAPSHOT = "whitelist.snapshot"
 KIND_DELTA = "whitelist.delta"
@@ -49,61 +56,148 @@ class WhitelistEntry:
     ticket_type_id: int
     persons: int = 1
     revoked: bool = False
-    used: int = 0  # admissions the hub knows of (from every gate of the group)
+    used: int = 0  # entries the hub knows of (from every gate of the counting scope)
+    usage: Usage | None = None  # the rest of what the hub knows; None: only ``used`` entries, nothing else
+
+    @property
+    def state(self) -> Usage:
+        """The hub's usage of the ticket (``used`` is its ``entries``)."""
+        return replace(self.usage, entries=self.used) if self.usage is not None else Usage(entries=self.used)
 
     def to_wire(self) -> list[int]:
-        return [self.ticket_id, self.performance_id, self.ticket_type_id, self.persons,
-                int(self.revoked), self.used]
+        head = [self.ticket_id, self.performance_id, self.ticket_type_id, self.persons, int(self.revoked), self.used]
+        u = self.usage
+        if u is None or u == Usage(entries=u.entries):
+            return head
+        return head + u.to_wire()[1:]
 
     @classmethod
     def from_wire(cls, row: Any) -> WhitelistEntry:
-        if not isinstance(row, list) or len(row) != 6 or not all(type(v) is int for v in row):
-            raise MalformedError(f"whitelist entry is not six integers: {str(row)[:80]}")
-        t, p, y, n, r, u = row
-        return cls(t, p, y, n, bool(r), u)
+        if not isinstance(row, list) or len(row) not in (6, 12) or not all(type(v) is int for v in row):
+            raise MalformedError(f"whitelist entry is not six or twelve integers: {str(row)[:80]}")
+        if any(v < 0 for v in row):
+            raise MalformedError(f"whitelist entry has a negative number: {str(row)[:80]}")
+        t, p, y, n, r, u = row[:6]
+        usage = Usage(u, *row[6:]) if len(row) == 12 else None
+        return cls(t, p, y, n, bool(r), u, usage)
 
     def with_used(self, used: int) -> WhitelistEntry:
         return replace(self, used=used)
 
+    def with_usage(self, usage: Usage) -> WhitelistEntry:
+        return replace(self, used=usage.entries, usage=usage)
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    """A performance's times (unix seconds): the admission window follows them when it is moved."""
+
+    doors_open: int
+    starts_at: int
+    ends_at: int
+
+    def to_wire(self) -> list[int]:
+        return [self.doors_open, self.starts_at, self.ends_at]
+
+    @classmethod
+    def from_wire(cls, row: Any) -> Schedule:
+        if (not isinstance(row, list) or len(row) != 3 or not all(type(v) is int for v in row)
+                or not row[0] <= row[1] < row[2]):
+            raise MalformedError(f"performance times are not [doors, start, end]: {str(row)[:80]}")
+        return cls(*row)
+
 
 @dataclass(frozen=True, slots=True)
 class ChannelRules:
-    """What one check-in channel accepts."""
+    """What one check-in channel accepts, and on which rules.
+
+    ``entry``: the channel's rules (None: the defaults with ``max_entries``); ``by_type``: the effective
+    rules of ticket types the operator narrowed; ``cards``: the rules for member cards / annual passes.
+    """
 
     channel_id: int
     ticket_type_ids: frozenset[int]
     max_entries: int = 1
+    name: str = ""
+    entry: EntryRules | None = None
+    by_type: Mapping[int, EntryRules] = field(default_factory=dict)
+    cards: EntryRules | None = None
+    retired: bool = False
+
+    def rules_for(self, ticket_type_id: int) -> EntryRules:
+        found = self.by_type.get(ticket_type_id)
+        if found is not None:
+            return found
+        return self.entry if self.entry is not None else replace(DEFAULT_RULES, max_entries=self.max_entries)
+
+    def card_rules(self) -> EntryRules:
+        """Rules for cards; by default a card's own entries per day apply and nothing else limits it."""
+        return self.cards if self.cards is not None else replace(DEFAULT_RULES, max_entries=10_000)
+
+    def to_wire(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"types": sorted(self.ticket_type_ids), "max_entries": self.max_entries}
+        if self.name:
+            out["name"] = self.name
+        if self.entry is not None:
+            out["rules"] = self.entry.to_wire()
+        if self.by_type:
+            out["by_type"] = {str(t): r.to_wire() for t, r in sorted(self.by_type.items())}
+        if self.cards is not None:
+            out["cards"] = self.cards.to_wire()
+        if self.retired:
+            out["retired"] = True
+        return out
+
+    @classmethod
+    def from_wire(cls, channel_id: int, c: Any) -> ChannelRules:
+        entry = EntryRules.from_wire(c["rules"]) if c.get("rules") is not None else None
+        cards = EntryRules.from_wire(c["cards"]) if c.get("cards") is not None else None
+        by_type = {int(t): EntryRules.from_wire(r) for t, r in (c.get("by_type") or {}).items()}
+        name = c.get("name", "")
+        if not isinstance(name, str) or len(name) > 200:
+            raise MalformedError("channel name is not a short text")
+        return cls(channel_id, frozenset(int(t) for t in c["types"]), int(c.get("max_entries", 1)), name,
+                   entry, by_type, cards, bool(c.get("retired", False)))
 
 
 @dataclass(frozen=True)
 class GroupRules:
-    """Check-in rules of one group: its performances and each channel's accepted ticket types."""
+    """Check-in rules of one group: its performances (with their times), each channel's rules, the
+    venue's time zone, whether tickets newer than the whitelist are admitted offline, and supervisors."""
 
     group_id: int
     performance_ids: frozenset[int] = frozenset()
     channels: dict[int, ChannelRules] = field(default_factory=dict)
+    timezone: str = "UTC"
+    schedule: dict[int, Schedule] = field(default_factory=dict)  # performance id -> times
+    admit_unlisted: bool = True  # offline: a validly signed ticket newer than the whitelist is admitted
+    supervisors: tuple[Supervisor, ...] = ()
 
     def to_wire(self) -> dict[str, Any]:
         return {
             "group_id": self.group_id,
             "performances": sorted(self.performance_ids),
-            "channels": {str(c.channel_id): {"types": sorted(c.ticket_type_ids),
-                                             "max_entries": c.max_entries}
-                         for c in self.channels.values()},
+            "channels": {str(c.channel_id): c.to_wire() for c in self.channels.values()},
+            "timezone": self.timezone,
+            "schedule": {str(p): s.to_wire() for p, s in sorted(self.schedule.items())},
+            "admit_unlisted": self.admit_unlisted,
+            "supervisors": [s.to_wire() for s in self.supervisors],
         }
 
     @classmethod
     def from_wire(cls, data: Any) -> GroupRules:
         try:
-            channels = {
-                int(cid): ChannelRules(int(cid), frozenset(int(t) for t in c["types"]),
-                                       int(c.get("max_entries", 1)))
-                for cid, c in data["channels"].items()
-            }
+            channels = {int(cid): ChannelRules.from_wire(int(cid), c) for cid, c in data["channels"].items()}
+            schedule = {int(p): Schedule.from_wire(t) for p, t in (data.get("schedule") or {}).items()}
+            supervisors = tuple(Supervisor.from_wire(s) for s in data.get("supervisors") or [])
             return cls(int(data["group_id"]), frozenset(int(p) for p in data["performances"]),
-                       channels)
+                       channels, check_zone(data.get("timezone", "UTC")), schedule,
+                       bool(data.get("admit_unlisted", True)), supervisors)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise MalformedError("check-in rules are malformed") from exc
+            raise MalformedError(f"check-in rules are malformed: {str(exc)[:120]}") from exc
+
+    def channel_names(self, ids: set[int]) -> list[str]:
+        return [c.name or f"#{c.channel_id}" for cid, c in sorted(self.channels.items()) if cid in ids]
 
 
 @dataclass(frozen=True)

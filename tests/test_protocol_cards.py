@@ -60,7 +60,7 @@ def test_card_delta_round_trips_and_must_carry_its_card() -> None:
     (CARD, 2, 0, NOW, Reason.WRONG_CHANNEL),
     (CARD, 1, 0, NOW - 86401, Reason.TOO_EARLY),
     (CARD, 1, 0, NOW + 86401, Reason.TOO_LATE),
-    (CARD, 1, 2, NOW, Reason.ALREADY_USED),
+    (CARD, 1, 2, NOW, Reason.DAILY_LIMIT),
     (CARD, 3, 1, NOW, Reason.ADMITTED),
 ])
 def test_validate_card_reasons_in_order(card: CardEntry | None, channel: int, today: int, now: float,
