@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from gate_agent import ConfigError
 from gate_agent.actuator import Actuator, LoggingActuator
-from gate_agent.checkin import Checker, Station
+from gate_agent.checkin import Checker, OverridePolicy, Station
 from gate_agent.config import GateConfig
 from gate_agent.emergency_io import make_release, start_triggers
 from gate_agent.link import Link, LinkOptions
@@ -137,9 +137,12 @@ async def run_gate(cfg: GateConfig, stop: asyncio.Event | None = None, *, pin_fa
 
             agent = DeviceAgent(identity_dir, link, store, keyring, cfg, stop)
             agent.start()
-        station = Station(cfg.device_id, cfg.group_id, cfg.channel_id)
+        station = Station(cfg.device_id, cfg.group_id, cfg.channel_id, cfg.direction)
         online = make_online(cfg)
-        checker = Checker(station, store, keyring, actuator, on_event=link.wake, online=online, emergency=emergency)
+        override = OverridePolicy(cfg.override_enabled, cfg.override.window_s, cfg.override.max_failures,
+                                  cfg.override.lockout_s)
+        checker = Checker(station, store, keyring, actuator, on_event=link.wake, online=online, emergency=emergency,
+                          override=override)
         turnstile = checker.actuator if isinstance(checker.actuator, GpioTurnstile) else None
         if turnstile is not None:
             turnstile.bind(checker.report)
@@ -161,6 +164,8 @@ async def run_gate(cfg: GateConfig, stop: asyncio.Event | None = None, *, pin_fa
             health["rfid"] = rfid.health
         log.info("store open: whitelist seq %s, %d entries, %d events waiting for the hub",
                  store.whitelist_seq, store.entry_count(), store.outbox_count())
+        log.info("checking %ss at channel %s; supervisor override %s", cfg.direction, cfg.channel_id,
+                 "on" if override.enabled else "off")
         link_task = asyncio.create_task(link.run(), name="link")
         scan_task = asyncio.create_task(scanner.run(), name="scanner")
         camera_task = asyncio.create_task(camera.run(), name="camera") if camera is not None else None

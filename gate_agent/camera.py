@@ -264,6 +264,8 @@ def open_frames(opts: CameraOptions) -> Frames:
 # ---- the reader ---------------------------------------------------------------------------------
 
 def _excerpt(text: str) -> str:
+    if text.strip().startswith("#"):  # a supervisor PIN shown as a QR: never logged
+        return "#…"
     return "".join(c if c.isprintable() else "?" for c in text[:_LOG_EXCERPT])
 
 

@@ -104,6 +104,21 @@ class OnlineConfig(Section):
     timeout_s: float = Field(0.5, gt=0, le=0.5, description="budget of one online check (at most 500 ms)")
 
 
+class OverrideConfig(Section):
+    """Supervisor override on a handheld: force-admit a refused ticket with a supervisor PIN or card.
+
+    After a refusal of a verified ticket the operator types or scans ``#<PIN>`` on the scanner, or taps
+    a supervisor card on the RFID reader, within ``window_s``; the ticket is then admitted as forced,
+    journalled with the supervisor's name and the original reason. PINs are never logged or journalled.
+    """
+
+    enabled: bool | None = Field(None, description="allow supervisor overrides; unset: on for kind 'handheld', "
+                                 "off for a 'gate' (turnstile)")
+    window_s: float = Field(60.0, gt=0, le=600, description="seconds after a refusal in which it can be overridden")
+    max_failures: int = Field(5, ge=1, le=100, description="wrong PINs in a row before overrides are locked")
+    lockout_s: float = Field(300.0, gt=0, le=86400, description="how long overrides stay locked after that")
+
+
 class EmergencyConfig(Section):
     """Emergency release (紧急疏散): the hub's signed command and the local fire-alarm / button inputs.
 
@@ -141,6 +156,10 @@ class GateConfig(TomlEnvSettings):
 
     device_id: str = Field("gate-1", pattern=r"^[A-Za-z0-9_-]{1,64}$", description="this device's id")
     kind: Literal["gate", "handheld"] = Field("gate", description="device kind, reported in status")
+    direction: Literal["entry", "exit"] = Field(
+        "entry", description="what a scan here means: 'entry' (decide admission) or 'exit' (a handheld in exit "
+        "mode or an exit-lane reader: every scan lets out and is reported as an exit tied to the ticket, which "
+        "gives its entry back where re-entry is allowed)")
     group_id: int = Field(1, ge=0, description="check-in group this device belongs to")
     channel_id: int = Field(1, ge=0, description="check-in channel within the group")
     data_dir: Path = Field(Path("var/gate-1"), description="directory of the local SQLite store")
@@ -155,6 +174,11 @@ class GateConfig(TomlEnvSettings):
     turnstile: TurnstileConfig = Field(default_factory=TurnstileConfig, description="tripod turnstile on GPIO")
     online: OnlineConfig = Field(default_factory=OnlineConfig, description="handheld online mode")
     emergency: EmergencyConfig = Field(default_factory=EmergencyConfig, description="emergency release")
+    override: OverrideConfig = Field(default_factory=OverrideConfig, description="supervisor override (handhelds)")
+
+    @property
+    def override_enabled(self) -> bool:
+        return self.override.enabled if self.override.enabled is not None else self.kind == "handheld"
 
 
 def load_config(path: Path | None, **overrides: Any) -> GateConfig:

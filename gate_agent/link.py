@@ -57,6 +57,8 @@ class Link(MqttSession):
         self._inflight: set[str] = set()
         self._last_sync = -1e9
         self._deferred_sync: asyncio.Task[None] | None = None
+        self._echo_check: asyncio.Task[None] | None = None
+        self._echo_wanted = -1
         self._emergency_state: Callable[[], bytes] | None = None
         self.birth: int | None = None  # set by the provisioning agent; sent in every status
         self.config_version: int | None = None
@@ -155,6 +157,8 @@ class Link(MqttSession):
         finally:
             if self._deferred_sync is not None:
                 tasks.append(self._deferred_sync)
+            if self._echo_check is not None:
+                tasks.append(self._echo_check)
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -253,10 +257,32 @@ class Link(MqttSession):
         if ack.device_id != self.opt.device_id:
             log.warning("ignoring an ack addressed to %s", ack.device_id)
             return
-        deleted = self.store.acknowledge(ack.event_ids)
+        deleted = self.store.acknowledge(ack.event_ids, ack.echo_seq)
         self._inflight.difference_update(ack.event_ids)
         self._acked.set()
-        log.debug("hub acknowledged %d events (%d were pending)", len(ack.event_ids), deleted)
+        log.debug("hub acknowledged %d events (%d were pending), echoed from whitelist seq %s",
+                  len(ack.event_ids), deleted, ack.echo_seq)
+        if ack.echo_seq is not None and ack.echo_seq > self.store.whitelist_seq:
+            self._expect_echo(ack.echo_seq)
+
+    def _expect_echo(self, seq: int) -> None:
+        """The hub's delta ``seq`` counts our acknowledged events: if it has not arrived after a sync
+        interval (lost, or sent before we subscribed), ask for what we miss."""
+        self._echo_wanted = max(self._echo_wanted, seq)
+        client = self._client
+        if client is None or (self._echo_check is not None and not self._echo_check.done()):
+            return
+
+        async def check() -> None:
+            await asyncio.sleep(self.opt.sync_interval)
+            if self._client is client and self.store.whitelist_seq < self._echo_wanted:
+                log.info("whitelist seq %s echoing our events has not arrived: re-sync", self._echo_wanted)
+                try:
+                    await self._request_sync(client)
+                except aiomqtt.MqttError as exc:
+                    log.debug("echo sync request failed: %s", exc)
+
+        self._echo_check = asyncio.create_task(check())
 
     async def _on_whitelist(self, data: bytes) -> None:
         if len(data) > _BIG_PAYLOAD:

@@ -1,13 +1,23 @@
 """The gate's durable local state in one SQLite file (WAL, ``synchronous=FULL``).
 
 Tables: ``meta`` (group, whitelist seq, rules, the latched emergency state), ``entries`` (the
-whitelist, looked up by primary key per scan so 100,000 tickets stay on disk), ``usage`` (admissions
-made here), ``journal``
-(every decision, forever) and ``outbox`` (events not yet acknowledged by the hub); ``cards`` (member
-cards / annual passes by UID hash) and ``card_usage`` (admissions per card per local day).
+whitelist with the hub's usage of each ticket, looked up by primary key per scan so 100,000 tickets
+stay on disk), ``usage_events`` (this gate's own entries, exits and annulments of tickets and cards),
+``journal`` (every decision, forever) and ``outbox`` (events not yet acknowledged by the hub);
+``cards`` (member cards / annual passes by UID hash) and ``card_usage`` (the hub's count of each
+card's admissions per venue day, from ``card_used`` deltas).
 
-Recording a scan is one transaction (journal + outbox + usage), so after a crash or power loss a
-decision is either fully recorded or was never shown to the patron.
+Exact counts offline: a gate decides on the hub's usage (the whitelist) folded with its own usage
+events the hub has not yet echoed. An event's ``echo_seq`` is NULL until the hub acknowledges it; the
+ack names the group's whitelist seq from which the hub's counts include it (``AckPayload.echo_seq``).
+Once ``whitelist_seq >= echo_seq`` the event is in the hub's numbers and stops counting here, so an
+entry is counted exactly once whether the ack or the "used" delta arrives first. (Between a "used"
+delta and its ack the event counts twice for a moment: a refusal, never an extra admission.)
+
+Recording a scan is one transaction (journal + outbox + usage event), so after a crash or power loss
+a decision is either fully recorded or was never shown to the patron. The schema only ever adds
+tables and columns (``CREATE ... IF NOT EXISTS``, ``ALTER TABLE ... ADD COLUMN``): an existing
+``gate.db`` opens as it is; its old ``usage`` table (bare counts) is no longer read.
 """
 
 from __future__ import annotations
@@ -22,8 +32,10 @@ from typing import Any
 
 from protocol.cards import CardEntry
 from protocol.decision import UsageHistory
+from protocol.localtime import local_day
 from protocol.messages import CheckinEvent
 from protocol.reasons import Reason
+from protocol.usage import Usage, UsageEvent
 from protocol.whitelist import Delta, GroupRules, WhitelistEntry
 
 _SCHEMA = """
@@ -37,14 +49,31 @@ CREATE TABLE IF NOT EXISTS outbox (seq INTEGER PRIMARY KEY, event_id TEXT NOT NU
 CREATE TABLE IF NOT EXISTS cards (key TEXT PRIMARY KEY, card_id INTEGER NOT NULL, wire TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS card_usage (
     card_id INTEGER NOT NULL, day TEXT NOT NULL, entries INTEGER NOT NULL, PRIMARY KEY (card_id, day));
+CREATE TABLE IF NOT EXISTS usage_events (
+    event_id TEXT PRIMARY KEY, ticket_id INTEGER, card_id INTEGER, kind TEXT NOT NULL, at REAL NOT NULL,
+    persons INTEGER NOT NULL, of_persons INTEGER NOT NULL, credit INTEGER NOT NULL, annuls TEXT,
+    echo_seq INTEGER);
+CREATE INDEX IF NOT EXISTS usage_events_ticket ON usage_events (ticket_id) WHERE ticket_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS usage_events_card ON usage_events (card_id) WHERE card_id IS NOT NULL;
 """
-_INSERT_ENTRY = "INSERT OR REPLACE INTO entries VALUES (?, ?, ?, ?, ?, ?)"
+_INSERT_ENTRY = "INSERT OR REPLACE INTO entries VALUES (?, ?, ?, ?, ?, ?, ?)"
 _INSERT_CARD = "INSERT OR REPLACE INTO cards VALUES (?, ?, ?)"
+_INSERT_USAGE = "INSERT OR IGNORE INTO usage_events VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)"
+_UNECHOED = "(echo_seq IS NULL OR echo_seq > ?)"
+CARD_EVENTS_KEPT_S = 2 * 86400  # echoed card events stay this long: the card's last entry, for cool-downs
 
 
-def local_day(ts: float) -> str:
-    """The gate's local calendar day of ``ts``: the unit of a card's entries per day."""
-    return time.strftime("%Y-%m-%d", time.localtime(ts))
+def _entry_row(e: WhitelistEntry) -> tuple[int, int, int, int, int, int, str | None]:
+    usage = e.to_wire()[6:]
+    return (e.ticket_id, e.performance_id, e.ticket_type_id, e.persons, int(e.revoked), e.used,
+            json.dumps(usage, separators=(",", ":")) if usage else None)
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Columns added after the first release (a gate.db from then opens unchanged otherwise)."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(entries)")}
+    if "usage" not in columns:
+        conn.execute("ALTER TABLE entries ADD COLUMN usage TEXT")
 
 
 def _card_row(c: CardEntry) -> tuple[str, int, str]:
@@ -75,8 +104,26 @@ class Store:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA busy_timeout=5000")
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         conn.executescript(_SCHEMA)
+        _migrate(conn)
+        if "journal" in tables and "usage_events" not in tables:
+            cls._backfill(conn)
         return cls(conn)
+
+    @classmethod
+    def _backfill(cls, conn: sqlite3.Connection) -> None:
+        """A gate.db from before usage events: its events still waiting for the hub keep counting here."""
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for (body,) in conn.execute("SELECT event FROM outbox ORDER BY seq").fetchall():
+                row = cls._usage_row(conn, CheckinEvent.model_validate_json(body))
+                if row is not None:
+                    conn.execute(_INSERT_USAGE, row)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
 
     def close(self) -> None:
         self._db.close()
@@ -118,14 +165,13 @@ class Store:
     def install_snapshot(self, group_id: int, seq: int, rules: GroupRules,
                          entries: Iterable[WhitelistEntry], cards: Iterable[CardEntry] = ()) -> int:
         """Replace the whole whitelist atomically. Call only with a verified snapshot."""
-        rows = ((e.ticket_id, e.performance_id, e.ticket_type_id, e.persons, int(e.revoked), e.used)
-                for e in entries)
         with self._transaction() as db:
             db.execute("DELETE FROM entries")
-            db.executemany(_INSERT_ENTRY, rows)
+            db.executemany(_INSERT_ENTRY, (_entry_row(e) for e in entries))
             db.execute("DELETE FROM cards")
             db.executemany(_INSERT_CARD, (_card_row(c) for c in cards))
             self._set_meta(db, group_id, seq, rules)
+            self._prune(db, seq)
             count = int(db.execute("SELECT COUNT(*) FROM entries").fetchone()[0])
         self.group_id, self.whitelist_seq, self.rules = group_id, seq, rules
         return count
@@ -137,23 +183,29 @@ class Store:
         rules = delta.rules if delta.rules is not None else self.rules
         with self._transaction() as db:
             if delta.entry is not None:
-                e = delta.entry
-                db.execute(_INSERT_ENTRY, (e.ticket_id, e.performance_id, e.ticket_type_id, e.persons,
-                                           int(e.revoked), e.used))
+                db.execute(_INSERT_ENTRY, _entry_row(delta.entry))
             if delta.card is not None:
                 db.execute(_INSERT_CARD, _card_row(delta.card))
-            if (used := delta.card_used) is not None:  # the hub's count over every gate; ours is part of it
-                db.execute("INSERT INTO card_usage VALUES (?, ?, ?) ON CONFLICT(card_id, day) "
-                           "DO UPDATE SET entries = MAX(entries, excluded.entries)",
-                           (used.card_id, used.day, used.entries))
+            if (used := delta.card_used) is not None:  # the hub's count over every gate at this seq
+                db.execute("INSERT OR REPLACE INTO card_usage VALUES (?, ?, ?)", (used.card_id, used.day, used.entries))
             self._set_meta(db, delta.group_id, delta.seq, rules)
+            self._prune(db, delta.seq)
         self.group_id, self.whitelist_seq, self.rules = delta.group_id, delta.seq, rules
 
     def entry(self, ticket_id: int) -> WhitelistEntry | None:
         row = self._db.execute("SELECT * FROM entries WHERE ticket_id = ?", (ticket_id,)).fetchone()
         if row is None:
             return None
-        return WhitelistEntry(row[0], row[1], row[2], row[3], bool(row[4]), row[5])
+        usage = Usage(row[5], *json.loads(row[6])) if row[6] else None
+        return WhitelistEntry(row[0], row[1], row[2], row[3], bool(row[4]), row[5], usage)
+
+    def newest_ticket_id(self) -> int | None:
+        """The highest ticket id in the whitelist (0 when it is empty; None before any snapshot): a validly
+        signed ticket above it was sold after our last sync."""
+        if not self.installed:
+            return None
+        row = self._db.execute("SELECT MAX(ticket_id) FROM entries").fetchone()
+        return int(row[0]) if row[0] is not None else 0
 
     def entry_count(self) -> int:
         return int(self._db.execute("SELECT COUNT(*) FROM entries").fetchone()[0])
@@ -163,11 +215,25 @@ class Store:
         row = self._db.execute("SELECT wire FROM cards WHERE key = ?", (key,)).fetchone()
         return CardEntry.from_wire(json.loads(row[0])) if row else None
 
-    def card_entries(self, card_id: int, now: float) -> int:
-        """Admissions of the card recorded here on the local day of ``now``."""
+    def card_entries(self, card_id: int, now: float, tz: str = "UTC") -> int:
+        """The card's admissions on the venue day of ``now`` (zone ``tz``): the hub's count for that day
+        (``card_used`` deltas, over every gate) plus this gate's own the hub has not yet echoed."""
+        return self.card_usage(card_id, now, tz)[0]
+
+    def card_usage(self, card_id: int, now: float, tz: str = "UTC") -> tuple[int, float]:
+        """(admissions on the venue day of ``now``, newest admission made here or 0.0) of one card."""
+        day = local_day(now, tz)
         row = self._db.execute("SELECT entries FROM card_usage WHERE card_id = ? AND day = ?",
-                               (card_id, local_day(now))).fetchone()
-        return int(row[0]) if row else 0
+                               (card_id, day)).fetchone()
+        hub = int(row[0]) if row else 0
+        rows = self._db.execute(f"SELECT event_id, kind, at, annuls, {_UNECHOED} FROM usage_events "
+                                "WHERE card_id = ?", (self.whitelist_seq, card_id)).fetchall()
+        annulled = {r[3] for r in rows if r[1] == "annul"}
+        own = sum((1 if kind == "entry" else -1 if kind == "annul" else 0)
+                  for _, kind, at, _, unechoed in rows if unechoed and local_day(at, tz) == day)
+        last = max((float(at) for event_id, kind, at, _, _ in rows if kind == "entry" and event_id not in annulled),
+                   default=0.0)
+        return max(0, hub + own), last
 
     # ---- other state (provisioning: birth counter, hub config, commands seen) -----------------
 
@@ -193,41 +259,61 @@ class Store:
             db.execute("INSERT OR REPLACE INTO meta VALUES ('emergency', ?)",
                        (json.dumps(state, separators=(",", ":")),))
 
-    # ---- scans -------------------------------------------------------------------------------
+    # ---- scans: this gate's own usage, counted until the hub echoes it --------------------------
+
+    def history(self, ticket_id: int) -> UsageHistory:
+        """This gate's entries, exits and annulments of the ticket that the hub has not yet echoed."""
+        rows = self._db.execute(
+            f"SELECT kind, at, persons, of_persons, credit FROM usage_events WHERE ticket_id = ? AND {_UNECHOED} "
+            "ORDER BY at", (ticket_id, self.whitelist_seq)).fetchall()
+        return UsageHistory(events=tuple(UsageEvent(k, float(at), int(p), int(of), bool(c))
+                                         for k, at, p, of, c in rows))
 
     def usage(self, ticket_id: int) -> UsageHistory:
-        row = self._db.execute("SELECT entries FROM usage WHERE ticket_id = ?", (ticket_id,)).fetchone()
-        return UsageHistory(int(row[0])) if row else UsageHistory()
+        """Older name of :meth:`history`."""
+        return self.history(ticket_id)
 
     def next_seq(self) -> int:
         return self._next_seq
 
     def record(self, event: CheckinEvent) -> None:
-        """Journal ``event``, queue it for the hub and count an admission: one transaction."""
+        """Journal ``event``, queue it for the hub and add its usage event: one transaction."""
         if event.seq != self._next_seq:
             raise ValueError(f"event seq {event.seq} is not the next journal seq {self._next_seq}")
         body = event.model_dump_json(exclude_none=True)
         with self._transaction() as db:
             db.execute("INSERT INTO journal VALUES (?, ?, ?)", (event.seq, event.event_id, body))
             db.execute("INSERT INTO outbox VALUES (?, ?, ?)", (event.seq, event.event_id, body))
-            if event.admitted and event.ticket_id is not None:
-                db.execute("INSERT INTO usage VALUES (?, 1) ON CONFLICT(ticket_id) "
-                           "DO UPDATE SET entries = entries + 1", (event.ticket_id,))
-            if event.admitted and event.card_id is not None and event.direction == "entry":
-                db.execute("INSERT INTO card_usage VALUES (?, ?, 1) ON CONFLICT(card_id, day) "
-                           "DO UPDATE SET entries = entries + 1", (event.card_id, local_day(event.scanned_at)))
-            if event.reason is Reason.ANNULLED and event.annuls is not None:
-                self._give_back(db, event)
+            row = self._usage_row(db, event)
+            if row is not None:
+                db.execute(_INSERT_USAGE, row)
         self._next_seq += 1
 
     @staticmethod
-    def _give_back(db: sqlite3.Connection, annulment: CheckinEvent) -> None:
-        """A full annulment (nobody of the admission passed) takes the ticket's admission back here."""
-        row = db.execute("SELECT event FROM journal WHERE event_id = ?", (annulment.annuls,)).fetchone()
-        admission = CheckinEvent.model_validate_json(row[0]) if row else None
-        if (admission is not None and admission.admitted and admission.ticket_id is not None
-                and admission.persons == annulment.persons):
-            db.execute("UPDATE usage SET entries = MAX(entries - 1, 0) WHERE ticket_id = ?", (admission.ticket_id,))
+    def _usage_row(db: sqlite3.Connection, e: CheckinEvent) -> tuple[Any, ...] | None:
+        """(event_id, ticket, card, kind, at, persons, of_persons, credit, annuls) of what ``e`` does to a
+        ticket's or card's usage, or None (a refusal, garbage, an exit without ticket)."""
+        if e.admitted and (e.ticket_id is not None or e.card_id is not None):
+            return (e.event_id, e.ticket_id, e.card_id if e.ticket_id is None else None, "entry", e.scanned_at,
+                    e.persons, e.persons, int(e.credit), None)
+        if e.reason is Reason.EXIT and e.ticket_id is not None:
+            return e.event_id, e.ticket_id, None, "exit", e.scanned_at, e.persons, e.persons, 0, None
+        if e.reason is Reason.ANNULLED and e.annuls is not None and e.persons > 0:
+            found = db.execute("SELECT event FROM journal WHERE event_id = ?", (e.annuls,)).fetchone()
+            admission = CheckinEvent.model_validate_json(found[0]) if found else None
+            if admission is None or not admission.admitted:
+                return None
+            if admission.ticket_id is None and admission.card_id is None:
+                return None
+            return (e.event_id, admission.ticket_id, admission.card_id if admission.ticket_id is None else None,
+                    "annul", e.scanned_at, min(e.persons, admission.persons), max(1, admission.persons),
+                    int(admission.credit), admission.event_id)
+        return None
+
+    def _prune(self, db: sqlite3.Connection, seq: int) -> None:
+        """Forget usage events the hub's numbers at ``seq`` include (a card's last two days stay: cool-downs)."""
+        db.execute("DELETE FROM usage_events WHERE echo_seq IS NOT NULL AND echo_seq <= ? "
+                   "AND (card_id IS NULL OR at < ?)", (seq, time.time() - CARD_EVENTS_KEPT_S))
 
     # ---- outbox ------------------------------------------------------------------------------
 
@@ -238,11 +324,27 @@ class Store:
     def outbox_count(self) -> int:
         return int(self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
 
-    def acknowledge(self, event_ids: Iterable[str]) -> int:
-        """Delete acknowledged events from the outbox; return how many were there."""
+    def acknowledge(self, event_ids: Iterable[str], echo_seq: int | None = None) -> int:
+        """The hub committed these events: delete them from the outbox; return how many were there.
+
+        ``echo_seq``: the whitelist seq from which the hub's counts include them (None: they already do).
+        Their usage events count here until our whitelist reaches that seq.
+        """
+        ids = [(i,) for i in event_ids]
         with self._transaction() as db:
-            cur = db.executemany("DELETE FROM outbox WHERE event_id = ?", [(i,) for i in event_ids])
-            return int(cur.rowcount)
+            cur = db.executemany("DELETE FROM outbox WHERE event_id = ?", ids)
+            deleted = int(cur.rowcount)
+            echo = self.whitelist_seq if echo_seq is None else echo_seq
+            db.executemany("UPDATE usage_events SET echo_seq = ? WHERE event_id = ? AND echo_seq IS NULL",
+                           [(echo, i) for (i,) in ids])
+            self._prune(db, self.whitelist_seq)
+            return deleted
+
+    def usage_events(self) -> list[dict[str, Any]]:
+        """Every usage event kept here (for tests and diagnostics)."""
+        cur = self._db.execute("SELECT * FROM usage_events ORDER BY at")
+        names = [c[0] for c in cur.description]
+        return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
 
     def journal(self) -> list[dict[str, Any]]:
         return [json.loads(r[0]) for r in self._db.execute("SELECT event FROM journal ORDER BY seq")]

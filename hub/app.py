@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from hub.api import (
@@ -20,6 +23,7 @@ from hub.api import (
     routes_emergency,
     routes_kiosk,
     routes_provisioning,
+    routes_rules,
 )
 from hub.bridge import MqttBridge
 from hub.config import Settings
@@ -28,6 +32,7 @@ from hub.errors import HubError, KioskError
 from hub.provisioning_link import ProvisioningLink
 from hub.services import auth, signing_keys
 from hub.services.context import HubContext
+from protocol.errors import MalformedError
 from protocol.keys import Signer
 from protocol.topics import Topics
 
@@ -87,13 +92,46 @@ async def _hub_error(_request: Request, exc: Exception) -> JSONResponse:
                         headers={"WWW-Authenticate": "Bearer"} if status == 401 else None)
 
 
+def _plain(value: Any, depth: int = 0) -> Any:
+    """``value`` as something JSON can always carry: no NaN/infinity, no raw bytes, short strings."""
+    if value is None or isinstance(value, bool | int):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, bytes | bytearray):
+        value = bytes(value[:1000]).decode("utf-8", "replace")
+    if isinstance(value, str):
+        return value if len(value) <= 1000 else value[:1000] + "..."
+    if depth > 20:
+        return "..."
+    if isinstance(value, dict):
+        return {str(k)[:200]: _plain(v, depth + 1) for k, v in list(value.items())[:100]}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_plain(v, depth + 1) for v in list(value)[:100]]
+    return str(value)[:1000]
+
+
+async def _invalid_request(_request: Request, exc: Exception) -> JSONResponse:
+    """FastAPI's 422 body (``detail``: a list naming each bad field in ``loc``), safe for any input: the
+    default handler echoes the input and fails with a 500 on NaN, infinity or bytes that are not UTF-8."""
+    errors = exc.errors() if isinstance(exc, RequestValidationError) else []
+    return JSONResponse({"detail": [_plain(dict(e)) for e in errors]}, status_code=422)
+
+
+async def _malformed(_request: Request, exc: Exception) -> JSONResponse:
+    """A protocol object the request would make cannot be made (e.g. a value a ticket token cannot carry)."""
+    return JSONResponse({"detail": str(exc)}, status_code=422)
+
+
 def create_app(settings: Settings) -> FastAPI:
     app = FastAPI(title="Venue hub", version="0.1.0", lifespan=lifespan,
                   description="Tickets, check-in rules, online check-in and whitelists for the gates.")
     app.state.settings = settings
     app.add_exception_handler(HubError, _hub_error)
+    app.add_exception_handler(RequestValidationError, _invalid_request)
+    app.add_exception_handler(MalformedError, _malformed)
     for module in (routes_admin, routes_catalog, routes_checkin, routes_cards, routes_emergency, routes_provisioning,
-                   routes_kiosk):
+                   routes_kiosk, routes_rules):
         app.include_router(module.router, prefix=API_PREFIX)
     app.state.kiosk = routes_kiosk.make_desk(settings)  # rate limits and the SMS gateway
     app.include_router(routes_console.router)  # GET /console: the staff web console

@@ -199,7 +199,23 @@ class MqttBridge:
             try:
                 outgoing = await asyncio.to_thread(ingest.store_batches, self.ctx, batches)
             except Exception:
-                log.exception("storing %s event batch(es) failed; devices will re-send them", len(batches))
-                continue
+                if len(batches) == 1:
+                    log.exception("storing the event batch of %s failed; not acked, the device will re-send it",
+                                  batches[0].device_id)
+                    continue
+                # One bad batch must not take the others down with it: the transaction was rolled
+                # back whole, so store them one by one and leave only the failing one(s) unacked.
+                log.warning("storing %s event batches together failed; storing them one by one", len(batches))
+                outgoing = await self._store_one_by_one(batches)
             for item in outgoing:
                 self._outbox.put_nowait(item)
+
+    async def _store_one_by_one(self, batches: list[EventBatch]) -> list[Outgoing]:
+        outgoing: list[Outgoing] = []
+        for batch in batches:
+            try:
+                outgoing += await asyncio.to_thread(ingest.store_batches, self.ctx, [batch])
+            except Exception:
+                log.exception("storing an event batch of %s (%s event(s), first %s) failed; not acked, the "
+                              "device will re-send it", batch.device_id, len(batch.events), batch.events[0].event_id)
+        return outgoing

@@ -9,6 +9,7 @@ from sqlalchemy import (
     Column,
     Float,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     MetaData,
@@ -49,6 +50,7 @@ venues = Table(
     "venues", metadata,
     Column("id", Integer, primary_key=True),
     Column("name", String(200), nullable=False),
+    Column("timezone", String(64), nullable=False, default="Asia/Shanghai"),  # IANA: the venue's day and clock
 )
 
 performances = Table(
@@ -60,6 +62,7 @@ performances = Table(
     Column("starts_at", Float, nullable=False),
     Column("ends_at", Float, nullable=False),
     Column("print_replaces_eticket", Boolean, nullable=False, default=True),  # a printed ticket gets a new token
+    Column("retired", Boolean, nullable=False, default=False),  # no more sales; sold tickets stay valid
 )
 
 ticket_types = Table(
@@ -68,6 +71,7 @@ ticket_types = Table(
     Column("name", String(100), nullable=False),
     Column("name_zh", String(100), nullable=False),
     Column("price_cents", Integer, nullable=False),
+    Column("retired", Boolean, nullable=False, default=False),  # no more sales
 )
 
 checkin_groups = Table(
@@ -76,6 +80,8 @@ checkin_groups = Table(
     Column("name", String(200), nullable=False),
     Column("venue_id", Integer, ForeignKey("venues.id"), nullable=False),
     Column("seq", Integer, nullable=False, default=0),
+    Column("admit_unlisted", Boolean, nullable=False, default=True),  # offline: tickets newer than the whitelist
+    Column("counter_group_id", Integer),  # counts entries with that group (linked); None: on its own
 )
 
 group_performances = Table(
@@ -90,6 +96,10 @@ channels = Table(
     Column("group_id", Integer, ForeignKey("checkin_groups.id"), nullable=False, index=True),
     Column("name", String(200), nullable=False),
     Column("max_entries", Integer, nullable=False, default=1),
+    Column("retired", Boolean, nullable=False, default=False),  # closed: gates refuse with channel_closed
+    Column("rules", JSON),  # partial protocol.rules.EntryRules (wire keys) over the defaults and max_entries
+    Column("type_rules", JSON),  # {"<ticket type id>": partial rules} merged over the channel's
+    Column("card_rules", JSON),  # partial rules for member cards / annual passes; None: the card defaults
 )
 
 channel_types = Table(
@@ -141,6 +151,34 @@ checkin_events = Table(
     Column("excerpt", String(64)),
     Column("annuls", String(32)),  # for reason "annulled": the admission event it takes back
     Column("card_id", Integer),  # a member card / annual pass event (source "nfc")
+    Column("credit", Boolean, nullable=False, default=False),  # admitted on persons given back (not a new entry)
+    Column("unlisted", Boolean, nullable=False, default=False),  # admitted offline on its signature alone
+    Column("forced_by", String(64)),  # supervisor override: who force-admitted
+    Column("denied", String(32)),  # supervisor override: the reason it had been refused
+    Index("ix_checkin_events_scanned_at", "scanned_at"),
+)
+
+ticket_usage = Table(  # protocol.usage.Usage of a ticket in one counting scope (a group, or linked groups)
+    "ticket_usage", metadata,
+    Column("ticket_id", Integer, primary_key=True),
+    Column("scope_id", Integer, primary_key=True, index=True),  # the group's counter_group_id, else its id
+    Column("entries", Integer, nullable=False),
+    Column("exits", Integer, nullable=False),
+    Column("credit", Integer, nullable=False),
+    Column("last_entry", BigInteger, nullable=False),
+    Column("last_exit", BigInteger, nullable=False),
+    Column("day", Integer, nullable=False),  # venue day YYYYMMDD of the newest entry
+    Column("day_entries", Integer, nullable=False),
+)
+
+supervisors = Table(  # who may force-admit a refused ticket on a handheld (PIN hash, card UID hash)
+    "supervisors", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(64), nullable=False),
+    Column("pin_hash", String(200), nullable=False),  # protocol.supervisor.hash_pin
+    Column("card_key", String(32), unique=True),  # protocol.cards.card_key(uid)
+    Column("retired", Boolean, nullable=False, default=False),
+    Column("created_at", Float, nullable=False),
 )
 
 member_cards = Table(  # member cards and annual passes; the raw UID is never stored

@@ -28,7 +28,6 @@ MAX_SEQ = 2**63 - 1  # device journal sequence (BIGINT)
 MIN_UNIX = 0
 MAX_UNIX = 2**32 - 1  # the token's u32 seconds
 MAX_NAME = 200
-MAX_TEXT = 500  # free text: reasons, errors, versions
 MAX_LIST = 1000  # ids in one request (groups, channels, ticket types...)
 MAX_JSON_BYTES = 64 * 1024  # a free-form JSON object (device config, command result) once serialised
 MAX_JSON_DEPTH = 32
@@ -43,7 +42,6 @@ Persons = Annotated[int, Field(ge=1, le=MAX_PERSONS)]
 Count = Annotated[int, Field(ge=0, le=MAX_COUNT)]
 Seq = Annotated[int, Field(ge=0, le=MAX_SEQ)]
 UnixTime = Annotated[float, Field(ge=MIN_UNIX, le=MAX_UNIX, allow_inf_nan=False)]
-FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 
 
 def _token_time(value: datetime) -> datetime:

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,6 +12,11 @@ from tests.support.broker import Mosquitto
 from tests.support.processes import HubProcess
 from tests.support.scenario import Show, seed_show
 from tests.support.secure_broker import SecureMosquitto
+
+# The suite runs with the machine on UTC (processes it starts inherit it) while venues are in
+# Asia/Shanghai: a "day" taken from the machine's clock instead of the venue's shows up as a failure.
+os.environ["TZ"] = "UTC"
+time.tzset()
 
 
 @pytest.fixture

@@ -84,6 +84,7 @@ class FakeHub:
     signer: Signer
     topics: Topics = field(default_factory=Topics)
     auto_ack: bool = True
+    echo_seq: int | None = None  # sent in every ack (None: "already in the counts the gate has")
     events: list[Any] = field(default_factory=list)  # unique CheckinEvents in arrival order
     batches: list[EventBatch] = field(default_factory=list)
     syncs: list[SyncRequest] = field(default_factory=list)
@@ -111,8 +112,11 @@ class FakeHub:
             elif leaf == "emergency":
                 self.emergency.append(EmergencyState.model_validate_json(payload))
 
-    async def ack(self, device: str, event_ids: list[str], signer: Signer | None = None) -> None:
-        body = {"device_id": device, "event_ids": event_ids, "at": time.time()}
+    async def ack(self, device: str, event_ids: list[str], signer: Signer | None = None,
+                  echo_seq: int | None = None) -> None:
+        body: dict[str, Any] = {"device_id": device, "event_ids": event_ids, "at": time.time()}
+        if (echo := echo_seq if echo_seq is not None else self.echo_seq) is not None:
+            body["echo_seq"] = echo
         await self.client.publish(self.topics.ack(device), seal(KIND_ACK, body, signer or self.signer), qos=1)
 
     async def send(self, topic: str, payload: bytes) -> None:

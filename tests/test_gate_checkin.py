@@ -72,7 +72,7 @@ async def test_valid_then_again_is_already_used(store: Store, signer: Signer, ke
 @pytest.mark.parametrize(
     ("setup", "reason"),
     [
-        ({"ticket": 999}, Reason.UNKNOWN),
+        ({"ticket": 5}, Reason.UNKNOWN),  # below the newest listed ticket: not one sold after the sync
         ({"entry": WhitelistEntry(7, PERF, 3, revoked=True)}, Reason.REVOKED),
         ({"entry": WhitelistEntry(7, PERF, CHILD)}, Reason.REVOKED),
         ({"perf": 41}, Reason.WRONG_PERFORMANCE),
@@ -94,7 +94,7 @@ async def test_each_denial_reason(store: Store, signer: Signer, keyring: Keyring
     now = float(setup.get("now", NOW))  # type: ignore[arg-type]
     event = await checker.scan(text, now=now)
     assert event.reason is reason
-    assert act.calls == [("reject", Decision(reason, event.ticket_id, event.performance_id, event.ticket_type_id))]
+    assert [(call, d.reason, d.ticket_id) for call, d in act.calls] == [("reject", reason, event.ticket_id)]
     assert store.journal()[-1]["reason"] == reason.value
     assert event.excerpt == ("HELLO?? not a ticket" if reason is Reason.MALFORMED else None)
 
@@ -158,7 +158,7 @@ def test_a_snapshot_with_a_bad_row_changes_nothing(store: Store, signer: Signer,
     body = snapshot(entries(4, start=100), seq=6).to_wire()
     body["entries"].append([1, 2, "x", 4, 5, 6])
     kind, body = open_envelope(seal("whitelist.snapshot", body, signer), keyring)
-    with pytest.raises(Exception, match="six integers"):
+    with pytest.raises(Exception, match="six or twelve integers"):
         wl.apply(kind, body, store, 1)
     assert store.whitelist_seq == 5 and store.entry_count() == 3 and store.entry(100) is None
     assert wl.apply(*open_envelope(seal(KIND_DELTA, Delta(1, 6, NOW, "sale", WhitelistEntry(9, PERF, 3)).to_wire(),

@@ -61,11 +61,15 @@ async def test_whitelist_over_mqtt_sale_refund_gap_replay_and_foreign_key(
         await eventually(lambda: (s := hub.last_status(ME)) and s.state == "online", what="online status")
         await install(hub, gate)
         group = T.group_whitelist(1)
-        # a sale admits
-        assert (await gate.checker.scan(token(signer, 50))).reason is Reason.UNKNOWN
-        await hub.send(group, seal_delta(Delta(1, 11, NOW, "sale", WhitelistEntry(50, PERF, 3)), signer))
+        # a ticket sold after the sync is admitted on its signature, marked; the sale then lists it with
+        # the hub's count (this fake hub acks without echo_seq: "already counted")
+        unlisted = await gate.checker.scan(token(signer, 50))
+        assert (unlisted.reason, unlisted.unlisted) == (Reason.ADMITTED, True)
+        assert (await gate.checker.scan(token(signer, 3))).reason is Reason.ADMITTED  # a listed one: not marked
+        assert not gate.store.journal()[-1].get("unlisted")
+        await hub.send(group, seal_delta(Delta(1, 11, NOW, "sale", WhitelistEntry(50, PERF, 3, used=1)), signer))
         await eventually(lambda: gate.store.whitelist_seq == 11)
-        assert (await gate.checker.scan(token(signer, 50))).reason is Reason.ADMITTED
+        assert (await gate.checker.scan(token(signer, 50))).reason is Reason.ALREADY_USED
         # a refund revokes within 1 s of the publish
         loop = asyncio.get_running_loop()
         t0 = loop.time()
@@ -135,3 +139,26 @@ async def test_broker_down_scans_still_decided_then_outbox_drains_in_order(
             assert [e.event_id for e in hub.events] == [e.event_id for e in offline]
             assert [e.seq for e in hub.events] == list(range(1, 11))
             await eventually(lambda: hub.syncs and hub.syncs[-1].have_seq == 10, what="re-sync on reconnect")
+
+
+async def test_an_acked_event_counts_here_until_the_echoing_delta_arrives(
+        tmp_path: Path, broker: Mosquitto, signer: Signer, keyring: Keyring) -> None:
+    async with fake_hub(broker.port, signer) as hub, running_gate(tmp_path, broker.port, keyring) as gate:
+        await asyncio.wait_for(gate.link.connected.wait(), 5)
+        await install(hub, gate)
+        hub.echo_seq = 11  # the hub: "your event is in the counts from whitelist seq 11 on"
+        mine = await gate.checker.scan(token(signer, 1))
+        await eventually(lambda: gate.store.outbox_count() == 0, what="acknowledged")
+        assert [(e["event_id"], e["echo_seq"]) for e in gate.store.usage_events()] == [(mine.event_id, 11)]
+        assert (await gate.checker.scan(token(signer, 1))).reason is Reason.ALREADY_USED  # still ours
+        await hub.send(T.group_whitelist(1), seal_delta(Delta(1, 11, NOW, "used", WhitelistEntry(1, PERF, 3, used=1)),
+                                                        signer))
+        await eventually(lambda: gate.store.whitelist_seq == 11)
+        assert gate.store.usage_events() == [] and gate.store.history(1).events == ()
+        assert (await gate.checker.scan(token(signer, 1))).reason is Reason.ALREADY_USED  # now the hub's
+        # an echo the gate never receives (lost delta): it asks for what it misses
+        hub.echo_seq = 12
+        syncs = len(hub.syncs)
+        await gate.checker.scan(token(signer, 2))
+        await eventually(lambda: len(hub.syncs) > syncs, timeout=6, what="a sync request for the echoing delta")
+        assert hub.syncs[-1].have_seq == 11

@@ -118,7 +118,7 @@ async def test_bare_uid_member_card_admitted_then_used_up_for_the_day(store: Sto
     checker = make_checker(store, signer, [card(per_day=1)])
     with emulated_tag() as path:
         events, _ = await read_with(path, checker, debounce_s=0.0, want=2)  # no debounce: taps again
-    assert [e.reason for e in events[:2]] == [Reason.ADMITTED, Reason.ALREADY_USED]
+    assert [e.reason for e in events[:2]] == [Reason.ADMITTED, Reason.DAILY_LIMIT]
     assert all(e.card_id == 5 and e.source == "nfc" and e.ticket_id is None for e in events)
     assert events[0].persons == 1
     assert store.card_entries(5, NOW) == 1

@@ -103,7 +103,7 @@ def test_card_deltas_and_snapshots_apply_at_a_gate_and_card_events_are_stored(hu
         checker = Checker(Station("gate-1", group, channel), store, hub.keyring,
                           LoggingActuator("gate-1", out=io.StringIO()))
         first, second = [await_tap(checker, key) for _ in range(2)]
-        assert (first.reason, second.reason) == (Reason.ADMITTED, Reason.ALREADY_USED)
+        assert (first.reason, second.reason) == (Reason.ADMITTED, Reason.DAILY_LIMIT)
 
         hub.post(f"/cards/{issued['id']}/revoke", {"reason": "stolen"}, status=200)
         assert sync_gate(hub, store, group) == [Outcome.APPLIED]
@@ -116,7 +116,7 @@ def test_card_deltas_and_snapshots_apply_at_a_gate_and_card_events_are_stored(hu
         ingest.store_batches(hub.ctx, [EventBatch(device_id="gate-1", events=events)])  # a resend
         rows = hub.client.get("/api/v1/checkins", params={"device_id": "gate-1"}, headers=hub.admin).json()
         assert sorted((r["reason"], r["card_id"], r["source"]) for r in rows) == sorted(
-            [("admitted", issued["id"], "nfc"), ("already_used", issued["id"], "nfc"),
+            [("admitted", issued["id"], "nfc"), ("daily_limit", issued["id"], "nfc"),
              ("revoked", issued["id"], "nfc")])
 
     with Store.open(tmp_path / "fresh") as fresh:  # a new gate gets the card, revoked, in its snapshot
@@ -129,7 +129,9 @@ def test_card_deltas_and_snapshots_apply_at_a_gate_and_card_events_are_stored(hu
 
 
 def await_tap(checker: Checker, key: str) -> CheckinEvent:
-    return asyncio.run(checker.tap(key))
+    event = asyncio.run(checker.tap(key))
+    assert event is not None
+    return event
 
 
 def test_entries_per_day_hold_across_gates_once_the_hub_has_heard(hub: Hub, tmp_path: Path) -> None:
@@ -155,6 +157,6 @@ def test_entries_per_day_hold_across_gates_once_the_hub_has_heard(hub: Hub, tmp_
             ("card_used", issued["id"], 1)]
 
         assert sync_gate(hub, gate_b, group) == [Outcome.APPLIED]
-        assert await_tap(at_b, key).reason is Reason.ALREADY_USED
+        assert await_tap(at_b, key).reason is Reason.DAILY_LIMIT
         assert sync_gate(hub, gate_a, group) == [Outcome.APPLIED]  # A's own count stays 1, not 2
         assert gate_a.card_entries(issued["id"], time.time()) == 1

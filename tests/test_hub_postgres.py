@@ -150,3 +150,19 @@ def test_two_hub_processes_admit_exactly_once(hub: Hub) -> None:
         other.db.dispose()
     assert results.count("admitted") == 1 and results.count("already_used") == 15, results
     assert hub.client.get(f"/api/v1/tickets/{ticket['id']}", headers=hub.admin).json()["used"] == 1
+
+
+def test_rules_counting_links_and_supervisors_on_postgres(hub: Hub) -> None:
+    """The check-in rule scenarios of the SQLite suite, on PostgreSQL (same database, one after another)."""
+    from tests import test_hub_catalog_edit as edit
+    from tests import test_hub_counting as counting
+    from tests import test_hub_rules as rules
+
+    counting.test_two_offline_admissions_flag_the_later_scan_even_when_it_arrives_first(hub)
+    rules.test_entries_per_day_follow_the_venue_midnight_not_the_machine_one(hub)
+    rules.test_rules_per_ticket_type_narrow_the_channel(hub)
+    counting.test_a_partial_annulment_lets_the_other_persons_in_later(hub)
+    counting.test_groups_count_separately_unless_linked(hub)
+    counting.test_a_printed_ticket_carries_the_e_tickets_usage(hub)
+    counting.test_card_admissions_count_per_venue_day_and_conflicts_land_on_the_later_scan(hub)
+    edit.test_supervisors_are_managed_without_showing_pins_or_card_uids(hub)

@@ -36,13 +36,13 @@ TOKEN = TicketToken(7, PERF, ADULT, DOORS - 7200, END + 7200, persons=1, kid=1)
 ENTRY = WhitelistEntry(7, PERF, ADULT)
 
 
-@pytest.fixture(autouse=True)
-def machine_on_utc() -> Iterator[None]:
-    """The machine's own zone must not matter: run on UTC."""
+@pytest.fixture(autouse=True, params=["UTC", "America/New_York"])
+def machine_zone(request: pytest.FixtureRequest) -> Iterator[str]:
+    """The machine's own zone must not matter: run on UTC, and on a zone with daylight saving."""
     old = os.environ.get("TZ")
-    os.environ["TZ"] = "UTC"
+    os.environ["TZ"] = request.param
     time.tzset()
-    yield
+    yield request.param
     if old is None:
         os.environ.pop("TZ", None)
     else:
@@ -123,7 +123,7 @@ def test_cooldown_names_the_next_entry_time_in_venue_time() -> None:
     assert decide(g, DURING + 1200, events=(entered(DURING - 600),)).admitted
 
 
-def test_per_day_limit_follows_the_venue_midnight_not_the_machine() -> None:
+def test_per_day_limit_follows_the_venue_midnight_not_the_machine(machine_zone: str) -> None:
     """23:59 and 00:01 in Shanghai are two days, although both are 15:59 / 16:01 on the UTC machine's same day."""
     g = group(EntryRules(max_entries=100, entries_per_day=1, after_end_minutes=600))
     before_midnight, after_midnight = utc("2026-12-01T15:59:00"), utc("2026-12-01T16:01:00")
@@ -132,7 +132,7 @@ def test_per_day_limit_follows_the_venue_midnight_not_the_machine() -> None:
     assert d.next_at == utc("2026-12-01T16:00:00")
     assert "Next entry from 12-02 00:00" in d.text_en and "下次入场时间" in d.text_zh
     assert decide(g, after_midnight, events=(entered(before_midnight),)).admitted
-    # on the machine's (UTC) day both times are 2026-12-01: a machine-day rule would refuse here
+    # on the machine's day both times are 2026-12-01: a machine-day rule would refuse here
     assert time.strftime("%Y-%m-%d", time.localtime(before_midnight)) == \
         time.strftime("%Y-%m-%d", time.localtime(after_midnight))
 

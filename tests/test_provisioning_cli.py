@@ -80,7 +80,7 @@ async def test_list_approve_config_and_command_flow(
     code, out, err = await asyncio.to_thread(cli, hub_process, "approve", "TS-0100", "--device-id", "gate-100",
                                              "--site", "main", "--group", "1", "--channel", "1", user="ops1")
     assert code == 0 and "approved TS-0100 as gate-100" in out, err
-    identity = await asyncio.wait_for(task, 10)
+    identity = await asyncio.wait_for(task, 30)
     assert isinstance(identity, Identity) and identity.device_id == "gate-100"
     code, out, _ = await asyncio.to_thread(cli, hub_process, "list", user="ops1")
     assert code == 0 and "gate-100" in out and "pending requests (0)" in out

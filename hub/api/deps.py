@@ -9,12 +9,22 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from hub.errors import Unauthenticated
 from hub.services import auth
 from hub.services.context import HubContext, Principal
+from protocol.bounds import DEVICE_ID_PATTERN, EVENT_ID_PATTERN, MAX_COUNT, MAX_ID, MAX_UNIX
+
+# Path and query parameters, bounded like the bodies (protocol.bounds): out of range is a 422 naming it.
+IdPath = Annotated[int, Path(ge=1, le=MAX_ID)]
+DeviceIdPath = Annotated[str, Path(pattern=DEVICE_ID_PATTERN, description="1-64 of A-Z a-z 0-9 _ -")]
+EventIdPath = Annotated[str, Path(pattern=EVENT_ID_PATTERN, description="32 lowercase hex digits")]
+OptIdQuery = Annotated[int | None, Query(ge=1, le=MAX_ID)]
+OptDeviceIdQuery = Annotated[str | None, Query(pattern=DEVICE_ID_PATTERN)]
+LimitQuery = Annotated[int, Query(ge=1, le=MAX_COUNT, description="at most 1000 rows are returned")]
+OptUnixQuery = Annotated[float | None, Query(ge=0, le=MAX_UNIX, allow_inf_nan=False, description="unix seconds")]
 
 _bearer = HTTPBearer(auto_error=False)
 
@@ -30,6 +40,8 @@ Ctx = Annotated[HubContext, Depends(get_ctx)]
 async def current_user(ctx: Ctx, creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> Principal:
     if creds is None:
         raise Unauthenticated("log in first: POST /api/v1/auth/login, then send 'Authorization: Bearer <token>'")
+    if len(creds.credentials) > 512:
+        raise Unauthenticated("this bearer token is not one the hub issued; log in again")
     return auth.authenticate(ctx, creds.credentials)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from hub.api.deps import Admin, Ctx
+from hub.api.deps import Admin, Ctx, LimitQuery
 from hub.api.schemas import AuditOut, LoginIn, LoginOut, UserIn, UserOut
 from hub.services import auth
 
@@ -37,5 +37,5 @@ def list_users(ctx: Ctx, _who: Admin) -> list[UserOut]:
 
 
 @router.get("/audit", tags=["audit"])
-def list_audit(ctx: Ctx, _who: Admin, limit: int = 200) -> list[AuditOut]:
-    return [AuditOut(**a) for a in auth.list_audit(ctx, min(max(limit, 1), 1000))]
+def list_audit(ctx: Ctx, _who: Admin, limit: LimitQuery = 200) -> list[AuditOut]:
+    return [AuditOut(**a) for a in auth.list_audit(ctx, min(limit, 1000))]

@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Literal
 
 from fastapi import APIRouter
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
-from hub.api.deps import Ctx, Sales, Viewer
+from hub.api.deps import Ctx, IdPath, Sales, Viewer
 from hub.services import cards
+from protocol.bounds import MAX_LIST, MAX_NAME, Id, TokenDatetime
 
 router = APIRouter(tags=["cards"])
 _HOLDER_ROLES = {"admin", "box_office"}
@@ -19,10 +20,10 @@ class CardIn(BaseModel):
 
     uid: str = Field(min_length=8, max_length=40, description="the card UID in hex, as the reader shows it")
     kind: Literal["member", "annual"]
-    holder_name: str = Field(min_length=1, max_length=200)
-    valid_from: AwareDatetime
-    valid_until: AwareDatetime
-    channel_ids: list[int] = Field(min_length=1, description="check-in channels the card opens")
+    holder_name: str = Field(min_length=1, max_length=MAX_NAME)
+    valid_from: TokenDatetime
+    valid_until: TokenDatetime
+    channel_ids: list[Id] = Field(min_length=1, max_length=MAX_LIST, description="check-in channels the card opens")
     entries_per_day: int = Field(1, ge=1, le=255)
 
 
@@ -56,5 +57,5 @@ def list_cards(ctx: Ctx, who: Viewer) -> list[CardOut]:
 
 
 @router.post("/cards/{card_id}/revoke")
-def revoke_card(card_id: int, body: CardRevokeIn, ctx: Ctx, who: Sales) -> CardOut:
+def revoke_card(card_id: IdPath, body: CardRevokeIn, ctx: Ctx, who: Sales) -> CardOut:
     return CardOut(**cards.revoke(ctx, who, card_id, body.reason))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from hub.api.deps import Ctx, Sales, Viewer
+from hub.api.deps import Ctx, IdPath, Sales, Viewer
 from hub.api.schemas import (
     ChannelIn,
     ChannelOut,
@@ -24,7 +24,7 @@ router = APIRouter(tags=["catalog"])
 
 @router.post("/venues", status_code=201)
 def create_venue(body: VenueIn, ctx: Ctx, who: Sales) -> VenueOut:
-    return VenueOut(**catalog.create_venue(ctx, who, body.name))
+    return VenueOut(**catalog.create_venue(ctx, who, body.name, body.timezone))
 
 
 @router.get("/venues")
@@ -55,7 +55,8 @@ def list_ticket_types(ctx: Ctx, _who: Viewer) -> list[TicketTypeOut]:
 
 @router.post("/checkin-groups", status_code=201)
 def create_group(body: GroupIn, ctx: Ctx, who: Sales) -> GroupOut:
-    return GroupOut(**catalog.create_group(ctx, who, body.name, body.venue_id, body.performance_ids))
+    return GroupOut(**catalog.create_group(ctx, who, body.name, body.venue_id, body.performance_ids,
+                                           body.admit_unlisted, body.counter_group_id))
 
 
 @router.get("/checkin-groups")
@@ -64,7 +65,7 @@ def list_groups(ctx: Ctx, _who: Viewer) -> list[GroupOut]:
 
 
 @router.post("/checkin-groups/{group_id}/channels", status_code=201)
-def create_channel(group_id: int, body: ChannelIn, ctx: Ctx, who: Sales) -> ChannelOut:
+def create_channel(group_id: IdPath, body: ChannelIn, ctx: Ctx, who: Sales) -> ChannelOut:
     return ChannelOut(**catalog.create_channel(ctx, who, group_id, body.name, body.ticket_type_ids,
                                                body.max_entries))
 

@@ -4,7 +4,19 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
-from hub.api.deps import Checker, Ctx, Operator, Sales, TicketReader, Viewer
+from hub.api.deps import (
+    Checker,
+    Ctx,
+    IdPath,
+    LimitQuery,
+    Operator,
+    OptDeviceIdQuery,
+    OptIdQuery,
+    OptUnixQuery,
+    Sales,
+    TicketReader,
+    Viewer,
+)
 from hub.api.schemas import (
     CancelIn,
     CheckinOut,
@@ -26,27 +38,27 @@ def sell(body: TicketIn, ctx: Ctx, who: Sales) -> TicketOut:
 
 
 @router.get("/tickets/{ticket_id}", tags=["tickets"])
-def get_ticket(ticket_id: int, ctx: Ctx, _who: TicketReader) -> TicketOut:
+def get_ticket(ticket_id: IdPath, ctx: Ctx, _who: TicketReader) -> TicketOut:
     return TicketOut(**tickets.get(ctx, ticket_id))
 
 
 @router.get("/tickets/{ticket_id}/token", tags=["tickets"])
-def get_token(ticket_id: int, ctx: Ctx, _who: TicketReader) -> TokenOut:
+def get_token(ticket_id: IdPath, ctx: Ctx, _who: TicketReader) -> TokenOut:
     return TokenOut(token=tickets.get(ctx, ticket_id)["token"])
 
 
 @router.get("/tickets/{ticket_id}/qr.svg", tags=["tickets"], response_class=Response)
-def get_qr(ticket_id: int, ctx: Ctx, _who: TicketReader) -> Response:
+def get_qr(ticket_id: IdPath, ctx: Ctx, _who: TicketReader) -> Response:
     return Response(tickets.qr_svg(ctx, ticket_id), media_type="image/svg+xml")
 
 
 @router.post("/tickets/{ticket_id}/refund", tags=["tickets"])
-def refund(ticket_id: int, body: CancelIn, ctx: Ctx, who: Sales) -> TicketOut:
+def refund(ticket_id: IdPath, body: CancelIn, ctx: Ctx, who: Sales) -> TicketOut:
     return TicketOut(**tickets.cancel(ctx, who, ticket_id, "refunded", body.reason))
 
 
 @router.post("/tickets/{ticket_id}/void", tags=["tickets"])
-def void(ticket_id: int, body: CancelIn, ctx: Ctx, who: Sales) -> TicketOut:
+def void(ticket_id: IdPath, body: CancelIn, ctx: Ctx, who: Sales) -> TicketOut:
     return TicketOut(**tickets.cancel(ctx, who, ticket_id, "void", body.reason))
 
 
@@ -59,10 +71,12 @@ async def online_check(body: OnlineCheckIn, ctx: Ctx, _who: Checker) -> OnlineCh
 
 
 @router.get("/checkins", tags=["checkins"])
-def list_checkins(ctx: Ctx, _who: Viewer, ticket_id: int | None = None, device_id: str | None = None,
-                  conflict: bool | None = None, limit: int = 100) -> list[CheckinOut]:
+def list_checkins(ctx: Ctx, _who: Viewer, ticket_id: OptIdQuery = None, device_id: OptDeviceIdQuery = None,
+                  conflict: bool | None = None, group_id: OptIdQuery = None, since: OptUnixQuery = None,
+                  until: OptUnixQuery = None, limit: LimitQuery = 100) -> list[CheckinOut]:
+    """Newest scan first (scanned_at, with received_at beside it); since/until bound the scan time."""
     rows = checkins.list_checkins(ctx, ticket_id=ticket_id, device_id=device_id, conflict=conflict,
-                                  limit=min(max(limit, 1), 1000))
+                                  group_id=group_id, since=since, until=until, limit=min(limit, 1000))
     return [CheckinOut(**r) for r in rows]
 
 
@@ -72,5 +86,5 @@ def list_devices(ctx: Ctx, _who: Viewer) -> list[DeviceOut]:
 
 
 @router.get("/whitelists/{group_id}/snapshot", tags=["whitelists"], response_class=Response)
-def get_snapshot(group_id: int, ctx: Ctx, _who: Operator) -> Response:
+def get_snapshot(group_id: IdPath, ctx: Ctx, _who: Operator) -> Response:
     return Response(whitelist.snapshot(ctx, group_id), media_type="application/octet-stream")

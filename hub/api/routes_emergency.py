@@ -7,10 +7,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from hub.api.deps import Ctx, current_user, roles
+from hub.api.deps import Ctx, OptUnixQuery, current_user, roles
 from hub.errors import Forbidden
 from hub.services import emergency, evacuation
 from hub.services.context import Principal
+from protocol.bounds import MAX_LIST, Id
 from protocol.emergency import EmergencyCommand
 
 router = APIRouter(tags=["emergency"])
@@ -31,8 +32,8 @@ class ScopeIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     all: bool = Field(False, description="the whole venue")
-    group_ids: list[int] = Field(default_factory=list, max_length=1000, description="check-in groups (zones)")
-    channel_ids: list[int] = Field(default_factory=list, max_length=1000, description="check-in channels")
+    group_ids: list[Id] = Field(default_factory=list, max_length=MAX_LIST, description="check-in groups (zones)")
+    channel_ids: list[Id] = Field(default_factory=list, max_length=MAX_LIST, description="check-in channels")
 
     @model_validator(mode="after")
     def _one_kind(self) -> ScopeIn:
@@ -122,7 +123,7 @@ def clear_gates(body: EmergencyIn, ctx: Ctx, who: Security) -> EmergencyOut:
 
 
 @router.get("/emergency")
-def board(ctx: Ctx, _who: BoardReader, since: float | None = None) -> BoardOut:
+def board(ctx: Ctx, _who: BoardReader, since: OptUnixQuery = None) -> BoardOut:
     """The current state, every device judged against it, and the evacuation count per zone."""
     cmd = emergency.current(ctx)
     gates: list[dict[str, Any]] = emergency.gate_rows(ctx, cmd)

@@ -10,15 +10,16 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from hub.api.deps import Ctx, Kiosk, Sales
+from hub.api.deps import Ctx, DeviceIdPath, EventIdPath, IdPath, Kiosk, Sales
 from hub.config import Settings
 from hub.services import collection, printing
 from hub.services.collection import KioskDesk
 from hub.sms import make_gateway
+from protocol.bounds import DEVICE_ID_PATTERN, Id
 
 router = APIRouter(tags=["kiosk"])
 PHONE = r"^\+?[0-9]{5,20}$"
-PRINTER = r"^[A-Za-z0-9_-]{1,64}$"
+PRINTER = DEVICE_ID_PATTERN
 
 
 def make_desk(settings: Settings) -> KioskDesk:
@@ -84,7 +85,7 @@ class OtpSent(BaseModel):
 
 class CollectIn(_In):
     lookup_token: str = Field(min_length=1, max_length=200)
-    ticket_ids: list[int] = Field(min_length=1, max_length=50)
+    ticket_ids: list[Id] = Field(min_length=1, max_length=50)
     printer_id: str = Field(pattern=PRINTER)
 
 
@@ -149,15 +150,15 @@ def collect(body: CollectIn, ctx: Ctx, desk: Desk, who: Kiosk) -> JobsOut:
 
 
 @router.get("/kiosk/jobs/{job_id}")
-def get_job(job_id: str, ctx: Ctx, _who: Kiosk) -> JobOut:
+def get_job(job_id: EventIdPath, ctx: Ctx, _who: Kiosk) -> JobOut:
     return JobOut(**printing.get_job(ctx, job_id))
 
 
 @router.get("/kiosk/printers/{printer_id}")
-def printer_status(printer_id: str, ctx: Ctx, _who: Kiosk) -> PrinterOut:
+def printer_status(printer_id: DeviceIdPath, ctx: Ctx, _who: Kiosk) -> PrinterOut:
     return PrinterOut(**printing.printer_status(ctx, printer_id))
 
 
 @router.post("/tickets/{ticket_id}/reprint", tags=["tickets"])
-def reprint(ticket_id: int, body: ReprintIn, ctx: Ctx, desk: Desk, who: Sales) -> JobsOut:
+def reprint(ticket_id: IdPath, body: ReprintIn, ctx: Ctx, desk: Desk, who: Sales) -> JobsOut:
     return JobsOut(**collection.reprint(ctx, desk, who, ticket_id, body.printer_id, body.reason))

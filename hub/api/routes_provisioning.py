@@ -8,14 +8,17 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Path, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from hub.api.deps import Admin, Ctx, Operator
+from hub.api.deps import Admin, Ctx, DeviceIdPath, EventIdPath, Operator
 from hub.errors import NotFound
 from hub.provisioning_link import ProvisioningLink
 from hub.services import device_admin, enrollment
 from hub.services.context import HubContext
+from protocol.bounds import DEVICE_ID_PATTERN, JsonObject, OptId
+
+SerialPath = Annotated[str, Path(pattern=DEVICE_ID_PATTERN, description="the serial the device enrolled with")]
 
 router = APIRouter(prefix="/provisioning", tags=["provisioning"])
 
@@ -46,12 +49,12 @@ class RequestOut(BaseModel):
 
 
 class ApproveIn(_In):
-    device_id: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="also the device's broker login")
+    device_id: str = Field(pattern=DEVICE_ID_PATTERN, description="also the device's broker login")
     site: str = Field(min_length=1, max_length=100)
-    group_id: int | None = None
-    channel_id: int | None = None
+    group_id: OptId = None
+    channel_id: OptId = None
     kind: Literal["gate", "handheld", "kiosk", "printer"] | None = Field(None, description="default: as requested")
-    config: dict[str, Any] = Field(default_factory=dict, description="initial config (version 1)")
+    config: JsonObject = Field(default_factory=dict, description="initial config (version 1)")
 
 
 class ReasonIn(_In):
@@ -59,16 +62,17 @@ class ReasonIn(_In):
 
 
 class ConfigIn(_In):
-    config: dict[str, Any]
+    config: JsonObject
 
 
 class CommandIn(_In):
     name: Literal["resync_whitelist", "restart", "diagnostics"]
-    timeout_s: float = Field(60.0, gt=0, le=3600, description="the device must not run it later")
+    timeout_s: float = Field(60.0, gt=0, le=3600, allow_inf_nan=False, description="the device must not run it later")
 
 
 class RotateIn(_In):
-    timeout_s: float | None = Field(None, gt=0, le=3600, description="default: provisioning.rotate_timeout")
+    timeout_s: float | None = Field(None, gt=0, le=3600, allow_inf_nan=False,
+                                    description="default: provisioning.rotate_timeout")
 
 
 class RetireIn(_In):
@@ -116,7 +120,7 @@ def requests(ctx: Ctx, _who: Operator) -> list[RequestOut]:
 
 
 @router.post("/requests/{serial}/approve", status_code=201)
-async def approve(serial: str, body: ApproveIn, ctx: Ctx, link: Link, who: Operator) -> DeviceOut:
+async def approve(serial: SerialPath, body: ApproveIn, ctx: Ctx, link: Link, who: Operator) -> DeviceOut:
     """Create the device's broker login, store it, send it the signed reply and its first config."""
     await link.approve(who, serial, enrollment.Approval(body.device_id, body.site, body.group_id, body.channel_id,
                                                         body.kind, body.config))
@@ -124,7 +128,7 @@ async def approve(serial: str, body: ApproveIn, ctx: Ctx, link: Link, who: Opera
 
 
 @router.post("/requests/{serial}/reject")
-async def reject(serial: str, body: ReasonIn, link: Link, who: Operator) -> dict[str, str]:
+async def reject(serial: SerialPath, body: ReasonIn, link: Link, who: Operator) -> dict[str, str]:
     await link.reject(who, serial, body.reason)
     return {"serial": serial, "status": "rejected"}
 
@@ -143,33 +147,33 @@ def devices(ctx: Ctx, _who: Operator) -> list[DeviceOut]:
 
 
 @router.put("/devices/{device_id}/config")
-async def set_config(device_id: str, body: ConfigIn, link: Link, who: Operator) -> dict[str, Any]:
+async def set_config(device_id: DeviceIdPath, body: ConfigIn, link: Link, who: Operator) -> dict[str, Any]:
     """Store the next config version and publish it signed and retained."""
     return {"device_id": device_id, "config_version": await link.set_config(who, device_id, body.config)}
 
 
 @router.post("/devices/{device_id}/rotate", status_code=202)
-async def rotate(device_id: str, link: Link, who: Operator, body: RotateIn | None = None) -> dict[str, str]:
+async def rotate(device_id: DeviceIdPath, link: Link, who: Operator, body: RotateIn | None = None) -> dict[str, str]:
     """Send the new password; the broker switches to it once the device confirms (see the command)."""
     command_id = await link.rotate_credentials(who, device_id, body.timeout_s if body else None)
     return {"device_id": device_id, "command_id": command_id}
 
 
 @router.post("/devices/{device_id}/revoke")
-async def revoke(device_id: str, body: ReasonIn, ctx: Ctx, link: Link, who: Operator) -> DeviceOut:
+async def revoke(device_id: DeviceIdPath, body: ReasonIn, ctx: Ctx, link: Link, who: Operator) -> DeviceOut:
     """Remove its broker login (its session ends now) and refuse its events from now on."""
     await link.revoke(who, device_id, body.reason)
     return await asyncio.to_thread(_device, ctx, device_id)
 
 
 @router.post("/devices/{device_id}/command", status_code=202)
-async def command(device_id: str, body: CommandIn, ctx: Ctx, link: Link, who: Operator) -> CommandOut:
+async def command(device_id: DeviceIdPath, body: CommandIn, ctx: Ctx, link: Link, who: Operator) -> CommandOut:
     command_id = await link.command(who, device_id, body.name, body.timeout_s)
     return CommandOut(**await asyncio.to_thread(device_admin.command, ctx, command_id))
 
 
 @router.get("/commands/{command_id}")
-def command_state(command_id: str, ctx: Ctx, _who: Operator) -> CommandOut:
+def command_state(command_id: EventIdPath, ctx: Ctx, _who: Operator) -> CommandOut:
     """pending, ok, failed, or timed_out (no result before ``expires_at``)."""
     return CommandOut(**device_admin.command(ctx, command_id))
 

@@ -2,7 +2,20 @@
 
 from __future__ import annotations
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
+
+from protocol.bounds import (
+    DEVICE_ID_PATTERN,
+    EVENT_ID_PATTERN,
+    MAX_LIST,
+    MAX_NAME,
+    Count,
+    Id,
+    OptId,
+    Persons,
+    TokenDatetime,
+    TypeId,
+)
 
 
 class _In(BaseModel):
@@ -10,8 +23,8 @@ class _In(BaseModel):
 
 
 class LoginIn(_In):
-    username: str
-    password: str
+    username: str = Field(max_length=MAX_NAME)
+    password: str = Field(max_length=256)
 
 
 class LoginOut(BaseModel):
@@ -23,7 +36,7 @@ class LoginOut(BaseModel):
 class UserIn(_In):
     username: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.@-]+$")
     password: str = Field(min_length=8, max_length=256)
-    role: str
+    role: str = Field(max_length=40)
 
 
 class UserOut(BaseModel):
@@ -33,7 +46,9 @@ class UserOut(BaseModel):
 
 
 class VenueIn(_In):
-    name: str = Field(min_length=1, max_length=200)
+    name: str = Field(min_length=1, max_length=MAX_NAME)
+    timezone: str = Field("Asia/Shanghai", min_length=1, max_length=64,
+                          description="IANA time zone: the venue's day, weekday and midnight in check-in rules")
 
 
 class VenueOut(VenueIn):
@@ -41,11 +56,11 @@ class VenueOut(VenueIn):
 
 
 class PerformanceIn(_In):
-    venue_id: int
-    name: str = Field(min_length=1, max_length=200)
-    doors_open: AwareDatetime
-    starts_at: AwareDatetime
-    ends_at: AwareDatetime
+    venue_id: Id
+    name: str = Field(min_length=1, max_length=MAX_NAME)
+    doors_open: TokenDatetime
+    starts_at: TokenDatetime
+    ends_at: TokenDatetime
     print_replaces_eticket: bool = Field(True, description="a ticket printed at a kiosk replaces the e-ticket: "
                                                            "the e-ticket's QR code is revoked, the paper one is new")
 
@@ -58,22 +73,27 @@ class PerformanceOut(BaseModel):
     starts_at: float
     ends_at: float
     print_replaces_eticket: bool = True
+    retired: bool = False
 
 
 class TicketTypeIn(_In):
     name: str = Field(min_length=1, max_length=100)
     name_zh: str = Field(min_length=1, max_length=100)
-    price_cents: int = Field(ge=0)
+    price_cents: Count
 
 
 class TicketTypeOut(TicketTypeIn):
     id: int
+    retired: bool = False
 
 
 class GroupIn(_In):
-    name: str = Field(min_length=1, max_length=200)
-    venue_id: int
-    performance_ids: list[int] = Field(default_factory=list)
+    name: str = Field(min_length=1, max_length=MAX_NAME)
+    venue_id: Id
+    performance_ids: list[Id] = Field(default_factory=list, max_length=MAX_LIST)
+    admit_unlisted: bool = Field(True, description="offline gates admit validly signed tickets newer than their "
+                                                   "whitelist; the hub checks them when they arrive")
+    counter_group_id: OptId = Field(None, description="count entries together with this group (same venue)")
 
 
 class GroupOut(GroupIn):
@@ -82,21 +102,22 @@ class GroupOut(GroupIn):
 
 
 class ChannelIn(_In):
-    name: str = Field(min_length=1, max_length=200)
-    ticket_type_ids: list[int]
+    name: str = Field(min_length=1, max_length=MAX_NAME)
+    ticket_type_ids: list[TypeId] = Field(max_length=MAX_LIST)
     max_entries: int = Field(1, ge=1, le=255)
 
 
 class ChannelOut(ChannelIn):
     id: int
     group_id: int
+    retired: bool = False
 
 
 class TicketIn(_In):
-    performance_id: int
-    ticket_type_id: int
-    persons: int = Field(1, ge=1, le=255)
-    holder_name: str = Field(min_length=1, max_length=200)
+    performance_id: Id
+    ticket_type_id: TypeId
+    persons: Persons = 1
+    holder_name: str = Field(min_length=1, max_length=MAX_NAME)
     holder_phone: str | None = Field(None, max_length=40)
     holder_id_number: str | None = Field(None, max_length=40)
     collection_code: str | None = Field(None, pattern=r"^[A-Za-z0-9-]{4,16}$",
@@ -131,9 +152,9 @@ class TokenOut(BaseModel):
 
 class OnlineCheckIn(_In):
     token: str = Field(max_length=4096)
-    channel_id: int
-    device_id: str = Field("hub-online", pattern=r"^[A-Za-z0-9_-]{1,64}$")
-    event_id: str | None = Field(None, pattern=r"^[0-9a-f]{32}$",
+    channel_id: Id
+    device_id: str = Field("hub-online", pattern=DEVICE_ID_PATTERN)
+    event_id: str | None = Field(None, pattern=EVENT_ID_PATTERN,
                                  description="the device's own event id: a retried check returns the first answer")
 
 
@@ -145,6 +166,10 @@ class OnlineCheckOut(BaseModel):
     text_zh: str
     ticket_id: int | None
     persons: int
+    next_at: float | None = Field(None, description="a refusal that ends: when (admission opens, next day, "
+                                                    "cool-down over); also in text_en / text_zh")
+    credit: bool = Field(False, description="admitted on persons given back by a partial annulment")
+    hint: list[str] = Field(default_factory=list, description="latecomer: the channels that still admit")
 
 
 class CheckinOut(BaseModel):
@@ -166,6 +191,10 @@ class CheckinOut(BaseModel):
     conflict: bool
     annuls: str | None = None
     card_id: int | None = None
+    credit: bool = False
+    unlisted: bool = False
+    forced_by: str | None = None
+    denied: str | None = None
 
 
 class DeviceOut(BaseModel):

@@ -10,6 +10,7 @@ from sqlalchemy import Connection, Table, insert, literal_column, select
 
 from hub.errors import Invalid, NotFound
 from hub.services.context import HubContext, Principal, row_dict
+from hub.services.rulebook import forget
 from hub.services.whitelist import emit_rules_delta
 from hub.tables import (
     channel_types,
@@ -20,6 +21,8 @@ from hub.tables import (
     ticket_types,
     venues,
 )
+from protocol.errors import MalformedError
+from protocol.localtime import DEFAULT_TIMEZONE, check_zone
 
 
 def _exists(conn: Connection, table: Table, ids: Sequence[int], what: str, listing: str) -> None:
@@ -35,11 +38,20 @@ def _list(ctx: HubContext, table: Table) -> list[dict[str, Any]]:
         return [row_dict(r) for r in conn.execute(select(table).order_by(table.c.id))]
 
 
-def create_venue(ctx: HubContext, who: Principal, name: str) -> dict[str, Any]:
+def check_timezone(name: str) -> str:
+    try:
+        return check_zone(name)
+    except MalformedError as exc:
+        raise Invalid(f"timezone: {exc}") from exc
+
+
+def create_venue(ctx: HubContext, who: Principal, name: str, timezone: str = DEFAULT_TIMEZONE) -> dict[str, Any]:
+    check_timezone(timezone)
     with ctx.db.write() as conn:
-        vid: int = conn.execute(insert(venues).values(name=name).returning(literal_column("id"))).scalar_one()
-        ctx.audit(conn, who, "venue.create", f"venue:{vid}", name)
-    return {"id": vid, "name": name}
+        vid: int = conn.execute(insert(venues).values(name=name, timezone=timezone)
+                                .returning(literal_column("id"))).scalar_one()
+        ctx.audit(conn, who, "venue.create", f"venue:{vid}", f"{name} timezone={timezone}")
+    return {"id": vid, "name": name, "timezone": timezone}
 
 
 def list_venues(ctx: HubContext) -> list[dict[str, Any]]:
@@ -76,18 +88,45 @@ def list_ticket_types(ctx: HubContext) -> list[dict[str, Any]]:
     return _list(ctx, ticket_types)
 
 
-def create_group(ctx: HubContext, who: Principal, name: str, venue_id: int,
-                 performance_ids: Sequence[int]) -> dict[str, Any]:
+def check_link(conn: Connection, group_id: int | None, venue_id: int, counter_group_id: int) -> None:
+    """A group may count with another group of its venue that counts on its own (no chains, no cycles)."""
+    if counter_group_id == group_id:
+        raise Invalid("counter_group_id: a group cannot count with itself; send null to count on its own")
+    other = conn.execute(select(checkin_groups.c.venue_id, checkin_groups.c.counter_group_id)
+                         .where(checkin_groups.c.id == counter_group_id)).first()
+    if other is None:
+        raise NotFound(f"counter_group_id: check-in group {counter_group_id} does not exist; "
+                       "see GET /api/v1/checkin-groups")
+    if other.venue_id != venue_id:
+        raise Invalid(f"counter_group_id: check-in group {counter_group_id} is at another venue; "
+                      "only groups of the same venue can count together")
+    if other.counter_group_id is not None:
+        raise Invalid(f"counter_group_id: check-in group {counter_group_id} counts with group "
+                      f"{other.counter_group_id}; link to group {other.counter_group_id} instead")
+    if group_id is not None and conn.execute(select(checkin_groups.c.id)
+                                             .where(checkin_groups.c.counter_group_id == group_id)).first():
+        raise Invalid(f"counter_group_id: other groups count with group {group_id}; unlink them first "
+                      "(links are one level deep)")
+
+
+def create_group(ctx: HubContext, who: Principal, name: str, venue_id: int, performance_ids: Sequence[int],
+                 admit_unlisted: bool = True, counter_group_id: int | None = None) -> dict[str, Any]:
     with ctx.db.write() as conn:
         _exists(conn, venues, [venue_id], "venue", "venues")
         _exists(conn, performances, performance_ids, "performance", "performances")
-        gid: int = conn.execute(insert(checkin_groups).values(name=name, venue_id=venue_id, seq=0)
-                           .returning(literal_column("id"))).scalar_one()
+        if counter_group_id is not None:
+            check_link(conn, None, venue_id, counter_group_id)
+        gid: int = conn.execute(insert(checkin_groups).values(name=name, venue_id=venue_id, seq=0,
+                                                              admit_unlisted=admit_unlisted,
+                                                              counter_group_id=counter_group_id)
+                                .returning(literal_column("id"))).scalar_one()
         if performance_ids:
             conn.execute(insert(group_performances),
                          [{"group_id": gid, "performance_id": p} for p in sorted(set(performance_ids))])
         out = emit_rules_delta(ctx, conn, gid)
-        ctx.audit(conn, who, "group.create", f"group:{gid}", f"{name} performances={sorted(performance_ids)}")
+        ctx.audit(conn, who, "group.create", f"group:{gid}", f"{name} performances={sorted(performance_ids)} "
+                  f"admit_unlisted={admit_unlisted} counter_group_id={counter_group_id}")
+    forget(ctx)
     ctx.publish_all([out])
     return get_group(ctx, gid)
 
@@ -120,6 +159,7 @@ def create_channel(ctx: HubContext, who: Principal, group_id: int, name: str, ti
                          [{"channel_id": cid, "ticket_type_id": t} for t in sorted(set(ticket_type_ids))])
         out = emit_rules_delta(ctx, conn, group_id)
         ctx.audit(conn, who, "channel.create", f"channel:{cid}", f"{name} group={group_id}")
+    forget(ctx)
     ctx.publish_all([out])
     return {"id": cid, "group_id": group_id, "name": name, "ticket_type_ids": sorted(set(ticket_type_ids)),
             "max_entries": max_entries}
@@ -132,4 +172,8 @@ def list_channels(ctx: HubContext) -> list[dict[str, Any]]:
     by_channel: dict[int, list[int]] = {}
     for cid, tid in types:
         by_channel.setdefault(cid, []).append(tid)
-    return [{**row_dict(r), "ticket_type_ids": sorted(by_channel.get(r.id, []))} for r in rows]
+    return [{**{k: v for k, v in row_dict(r).items() if k not in _RULE_COLUMNS},
+             "ticket_type_ids": sorted(by_channel.get(r.id, []))} for r in rows]
+
+
+_RULE_COLUMNS = ("rules", "type_rules", "card_rules")  # see GET /api/v1/channels/{id}/rules

@@ -6,69 +6,58 @@ import logging
 import uuid
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select
 
-from hub.errors import NotFound
 from hub.services.context import HubContext, Outgoing, row_dict
-from hub.services.whitelist import emit_entry_deltas, entry_of
-from hub.tables import channel_types, channels, checkin_events, group_performances, tickets
-from protocol.decision import Decision, UsageHistory, decision_for_error, validate
+from hub.services.rulebook import cached_rules, group_of_channel, topology
+from hub.services.usage import TICKET_COLUMNS, entry_with_usage, recount, usage_of
+from hub.tables import checkin_events, ticket_usage, tickets
+from protocol.decision import Decision, UsageHistory, decision_for_error, explain, validate
 from protocol.errors import MalformedError, SignatureError
 from protocol.reasons import Reason
 from protocol.token import TicketToken, decode_token
-from protocol.whitelist import ChannelRules
+from protocol.usage import NO_USAGE
 
 log = logging.getLogger(__name__)
 
 
-_TICKET = (select(tickets.c.id, tickets.c.performance_id, tickets.c.ticket_type_id, tickets.c.persons,
-                  tickets.c.status, tickets.c.used).where(tickets.c.id == bindparam("tid")).with_for_update())
-_BUMP_USED = update(tickets).where(tickets.c.id == bindparam("tid")).values(used=tickets.c.used + 1)
+_TICKET = select(*TICKET_COLUMNS).where(tickets.c.id == bindparam("tid")).with_for_update()
+_USAGE = select(ticket_usage).where(ticket_usage.c.ticket_id == bindparam("tid"),
+                                    ticket_usage.c.scope_id == bindparam("sid"))
 _INSERT_EVENT = insert(checkin_events)
 
 
-def _channel(ctx: HubContext, conn: Connection, channel_id: int) -> tuple[int, ChannelRules, frozenset[int]]:
-    """(group id, channel rules, the group's performance ids) of one channel, cached until rules change."""
-    cached = ctx.rules_cache.get(channel_id)
-    if cached is not None:
-        return cached
-    row = conn.execute(select(channels.c.group_id, channels.c.max_entries)
-                       .where(channels.c.id == channel_id)).first()
-    if row is None:
-        raise NotFound(f"channel {channel_id} does not exist; see GET /api/v1/channels")
-    types = conn.execute(select(channel_types.c.ticket_type_id)
-                         .where(channel_types.c.channel_id == channel_id)).scalars().all()
-    perfs = conn.execute(select(group_performances.c.performance_id)
-                         .where(group_performances.c.group_id == row.group_id)).scalars().all()
-    result = row.group_id, ChannelRules(channel_id, frozenset(types), row.max_entries), frozenset(perfs)
-    ctx.rules_cache[channel_id] = result
-    return result
-
-
 def _decide(ctx: HubContext, conn: Connection, token: TicketToken | None, channel_id: int,
-            error: Decision | None, now: float) -> tuple[int, Decision, list[Outgoing]]:
-    group_id, rules, perf_ids = _channel(ctx, conn, channel_id)
+            error: Decision | None, now: float) -> tuple[int, Decision, int]:
+    """(group id, decision, counting scope) with the group's rules and the ticket's usage in the scope."""
+    group_id = group_of_channel(ctx, conn, channel_id)
+    scope = topology(ctx, conn).scope.get(group_id, group_id)
     if token is None:
-        return group_id, error if error is not None else Decision(Reason.MALFORMED), []
+        return group_id, error if error is not None else Decision(Reason.MALFORMED), scope
+    rules = cached_rules(ctx, conn, group_id)
     row = conn.execute(_TICKET, {"tid": token.ticket_id}).first()
-    entry = entry_of(row) if row is not None and row.performance_id in perf_ids else None
-    decision = validate(token, entry, rules, perf_ids, UsageHistory(), now)
-    outgoing: list[Outgoing] = []
-    if decision.admitted and entry is not None:
-        conn.execute(_BUMP_USED, {"tid": entry.ticket_id})
-        outgoing = emit_entry_deltas(ctx, conn, entry.with_used(entry.used + 1), "used")
-    return group_id, decision, outgoing
+    entry = None
+    if row is not None and row.performance_id in rules.performance_ids:
+        used = conn.execute(_USAGE, {"tid": row.id, "sid": scope}).first()
+        entry = entry_with_usage(row, usage_of(used) if used is not None else NO_USAGE)
+    decision = validate(token, entry, rules.channels[channel_id], rules, UsageHistory(), now)
+    return group_id, decision, scope
 
 
-def _answer(event_id: str, reason: Reason, ticket_id: int | None, persons: int) -> dict[str, Any]:
-    return {"event_id": event_id, "reason": reason.value, "admitted": reason is Reason.ADMITTED,
-            "text_en": reason.text_en, "text_zh": reason.text_zh, "ticket_id": ticket_id, "persons": persons}
+def _answer(event_id: str, decision: Decision, now: float | None = None) -> dict[str, Any]:
+    en, zh = explain(decision, now)
+    return {"event_id": event_id, "reason": decision.reason.value, "admitted": decision.admitted,
+            "text_en": en, "text_zh": zh, "ticket_id": decision.ticket_id, "persons": decision.persons,
+            "next_at": decision.next_at, "credit": decision.credit, "hint": list(decision.hint)}
 
 
 def _earlier_answer(conn: Connection, event_id: str) -> dict[str, Any] | None:
-    row = conn.execute(select(checkin_events.c.reason, checkin_events.c.ticket_id, checkin_events.c.persons)
+    row = conn.execute(select(checkin_events.c.reason, checkin_events.c.ticket_id, checkin_events.c.persons,
+                              checkin_events.c.credit)
                        .where(checkin_events.c.event_id == event_id)).first()
-    return None if row is None else _answer(event_id, Reason(row.reason), row.ticket_id, row.persons)
+    if row is None:
+        return None
+    return _answer(event_id, Decision(Reason(row.reason), row.ticket_id, persons=row.persons, credit=row.credit))
 
 
 def online_check(ctx: HubContext, token_text: str, channel_id: int, device_id: str,
@@ -86,18 +75,21 @@ def online_check(ctx: HubContext, token_text: str, channel_id: int, device_id: s
         error = decision_for_error(exc)
     now = ctx.clock()
     event_id = event_id or uuid.uuid4().hex
+    outgoing: list[Outgoing] = []
     with ctx.db.write() as conn:
         if (earlier := _earlier_answer(conn, event_id)) is not None:
             return earlier
-        group_id, decision, outgoing = _decide(ctx, conn, token, channel_id, error, now)
+        group_id, decision, scope = _decide(ctx, conn, token, channel_id, error, now)
         conn.execute(_INSERT_EVENT, dict(
             event_id=event_id, device_id=device_id, group_id=group_id, channel_id=channel_id, device_seq=0,
             reason=decision.reason.value, ticket_id=decision.ticket_id, performance_id=decision.performance_id,
             ticket_type_id=decision.ticket_type_id, persons=decision.persons, direction="entry",
             offline=False, source="online", scanned_at=now, received_at=now, conflict=False,
-            excerpt=None if token else _printable(token_text)))
+            excerpt=None if token else _printable(token_text), credit=decision.credit, unlisted=False))
+        if decision.admitted and decision.ticket_id is not None:
+            outgoing = recount(ctx, conn, {(decision.ticket_id, scope)})
     ctx.publish_all(outgoing)
-    return _answer(event_id, decision.reason, decision.ticket_id, decision.persons)
+    return _answer(event_id, decision, now)
 
 
 def _printable(text: str) -> str:
@@ -105,13 +97,18 @@ def _printable(text: str) -> str:
 
 
 def list_checkins(ctx: HubContext, *, ticket_id: int | None = None, device_id: str | None = None,
-                  conflict: bool | None = None, limit: int = 100) -> list[dict[str, Any]]:
-    query = select(checkin_events).order_by(checkin_events.c.received_at.desc()).limit(limit)
-    if ticket_id is not None:
-        query = query.where(checkin_events.c.ticket_id == ticket_id)
-    if device_id is not None:
-        query = query.where(checkin_events.c.device_id == device_id)
-    if conflict is not None:
-        query = query.where(checkin_events.c.conflict == conflict)
+                  conflict: bool | None = None, group_id: int | None = None, since: float | None = None,
+                  until: float | None = None, limit: int = 100) -> list[dict[str, Any]]:
+    """Newest scan first (scan time, not arrival: an offline gate's events sort where they happened)."""
+    e = checkin_events
+    query = select(e).order_by(e.c.scanned_at.desc(), e.c.received_at.desc(), e.c.event_id).limit(limit)
+    for column, value in ((e.c.ticket_id, ticket_id), (e.c.device_id, device_id), (e.c.conflict, conflict),
+                          (e.c.group_id, group_id)):
+        if value is not None:
+            query = query.where(column == value)
+    if since is not None:
+        query = query.where(e.c.scanned_at >= since)
+    if until is not None:
+        query = query.where(e.c.scanned_at < until)
     with ctx.db.read() as conn:
         return [row_dict(r) for r in conn.execute(query)]

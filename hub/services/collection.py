@@ -1,6 +1,7 @@
 """Self-service collection (自助取票): lookups by code, ID card or phone + SMS code; atomic collection;
 staff reprints. A printed ticket replaces the e-ticket when the performance says so (new token, old one
-voided by the usual signed delta)."""
+voided by the usual signed delta); the new ticket carries the old one's usage in every counting scope
+(and counts its events as its own, see :mod:`hub.services.usage`)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from hub.errors import Conflict, KioskError, NotFound
 from hub.services import otp, printing
 from hub.services.context import HubContext, Outgoing, Principal
 from hub.services.tickets import issue, normalise_code
+from hub.services.usage import copy_usage
 from hub.services.whitelist import emit_entry_deltas, entry_of
 from hub.sms import SmsGateway, mask_phone
 from hub.tables import kiosk_lookups, performances, ticket_types, tickets
@@ -187,6 +189,7 @@ def _print_one(ctx: HubContext, conn: Connection, desk: KioskDesk, who: Principa
                     holder_id_number=row.holder_id_number, collection_code=row.collection_code, replaces=row.id,
                     **marks)
         printed_id = new.id
+        copy_usage(conn, row.id, new.id)  # entries, exits and credit carry over: one purchase, one count
         conn.execute(update(tickets).where(tickets.c.id == row.id).values(
             status="void", status_reason=f"replaced by printed ticket {new.id}", replaced_by=new.id,
             **({} if row.collected_at is not None else marks)))

@@ -46,7 +46,7 @@ class HubContext:
     token_ttl: float = 12 * 3600.0
     publish: Publish = _drop  # thread-safe; called only after the transaction committed
     keyring: Keyring = field(init=False)
-    rules_cache: dict[int, Any] = field(default_factory=dict)  # channel id -> (group, rules, performances)
+    rules_cache: dict[Any, Any] = field(default_factory=dict)  # hub.services.rulebook: rules, scopes
     session_cache: dict[str, tuple[Principal, float]] = field(default_factory=dict)  # token hash -> (who, until)
 
     def __post_init__(self) -> None:

@@ -53,13 +53,27 @@ def issue(ctx: HubContext, conn: Connection, **values: Any) -> Any:
     return _ticket(conn, ticket_id)
 
 
+def _check_on_sale(conn: Connection, performance_id: int, ticket_type_id: int) -> None:
+    kind = conn.execute(select(ticket_types.c.retired).where(ticket_types.c.id == ticket_type_id)).first()
+    if kind is None:
+        raise NotFound(f"ticket type {ticket_type_id} does not exist; see GET /api/v1/ticket-types")
+    if kind.retired:
+        raise Conflict(f"ticket type {ticket_type_id} is retired and no longer sold; choose another type "
+                       f"(GET /api/v1/ticket-types) or bring it back with PATCH /api/v1/ticket-types/{ticket_type_id} "
+                       '{"retired": false}')
+    perf = conn.execute(select(performances.c.retired).where(performances.c.id == performance_id)).first()
+    if perf is not None and perf.retired:
+        raise Conflict(f"performance {performance_id} is retired and no longer sold; choose another performance "
+                       f"(GET /api/v1/performances) or bring it back with PATCH /api/v1/performances/{performance_id} "
+                       '{"retired": false}')
+
+
 def sell(ctx: HubContext, who: Principal, *, performance_id: int, ticket_type_id: int, persons: int,
          holder_name: str, holder_phone: str | None = None, holder_id_number: str | None = None,
          collection_code: str | None = None) -> dict[str, Any]:
     code = normalise_code(collection_code) if collection_code else new_collection_code()
     with ctx.db.write() as conn:
-        if conn.execute(select(ticket_types.c.id).where(ticket_types.c.id == ticket_type_id)).first() is None:
-            raise NotFound(f"ticket type {ticket_type_id} does not exist; see GET /api/v1/ticket-types")
+        _check_on_sale(conn, performance_id, ticket_type_id)
         row = issue(ctx, conn, performance_id=performance_id, ticket_type_id=ticket_type_id, persons=persons,
                     holder_name=holder_name, holder_phone=holder_phone, holder_id_number=holder_id_number,
                     collection_code=code)

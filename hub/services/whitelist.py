@@ -6,26 +6,27 @@ import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, select, update
+from sqlalchemy import Connection, and_, bindparam, select, update
 
 from hub.errors import NotFound
 from hub.services.context import HubContext, Outgoing
+from hub.services.rulebook import forget, group_rules, topology
 from hub.tables import (
-    channel_types,
     channels,
     checkin_groups,
     group_performances,
     member_cards,
+    ticket_usage,
     tickets,
     whitelist_deltas,
 )
 from protocol.cards import CardEntry
 from protocol.envelope import seal
+from protocol.usage import Usage
 from protocol.whitelist import (
     KIND_DELTA,
     KIND_SNAPSHOT,
     CardUsage,
-    ChannelRules,
     Delta,
     DeltaOp,
     GroupRules,
@@ -42,6 +43,7 @@ _GROUPS_OF = select(group_performances.c.group_id).where(group_performances.c.pe
 
 ENTRY_COLUMNS = (tickets.c.id, tickets.c.performance_id, tickets.c.ticket_type_id, tickets.c.persons,
                  tickets.c.status, tickets.c.used)
+_USAGE_FIELDS = ("entries", "exits", "credit", "last_entry", "last_exit", "day", "day_entries")
 
 
 def entry_of(row: Mapping[str, Any] | Any) -> WhitelistEntry:
@@ -49,24 +51,6 @@ def entry_of(row: Mapping[str, Any] | Any) -> WhitelistEntry:
     m = row._mapping if hasattr(row, "_mapping") else row
     return WhitelistEntry(m["id"], m["performance_id"], m["ticket_type_id"], m["persons"],
                           m["status"] != "valid", m["used"])
-
-
-def group_rules(conn: Connection, group_id: int) -> GroupRules:
-    perfs = conn.execute(select(group_performances.c.performance_id)
-                         .where(group_performances.c.group_id == group_id)).scalars().all()
-    rows = conn.execute(
-        select(channels.c.id, channels.c.max_entries, channel_types.c.ticket_type_id)
-        .select_from(channels.outerjoin(channel_types, channel_types.c.channel_id == channels.c.id))
-        .where(channels.c.group_id == group_id)).all()
-    types: dict[int, set[int]] = {}
-    maxes: dict[int, int] = {}
-    for cid, max_entries, type_id in rows:
-        types.setdefault(cid, set())
-        maxes[cid] = max_entries
-        if type_id is not None:
-            types[cid].add(type_id)
-    chans = {cid: ChannelRules(cid, frozenset(t), maxes[cid]) for cid, t in types.items()}
-    return GroupRules(group_id, frozenset(perfs), chans)
 
 
 def groups_covering(conn: Connection, performance_ids: Iterable[int]) -> dict[int, list[int]]:
@@ -108,13 +92,23 @@ def emit_delta(ctx: HubContext, conn: Connection, group_id: int, op: DeltaOp, *,
     return ctx.topics.group_whitelist(group_id), envelope
 
 
-def emit_entry_deltas(ctx: HubContext, conn: Connection, entry: WhitelistEntry, op: DeltaOp) -> list[Outgoing]:
-    groups = conn.execute(_GROUPS_OF, {"pid": entry.performance_id}).scalars().all()
-    return [emit_delta(ctx, conn, g, op, entry=entry) for g in groups]
+def emit_entry_deltas(ctx: HubContext, conn: Connection, entry: WhitelistEntry, op: DeltaOp, *,
+                      only_group: int | None = None) -> list[Outgoing]:
+    """``op`` for the ticket to every group holding its performance (or only to ``only_group``), each with
+    the ticket's usage in that group's counting scope."""
+    groups = [g for g in conn.execute(_GROUPS_OF, {"pid": entry.performance_id}).scalars()
+              if only_group is None or g == only_group]
+    if not groups:
+        return []
+    scope = topology(ctx, conn).scope
+    usage = {r.scope_id: Usage(*(int(getattr(r, f)) for f in _USAGE_FIELDS)) for r in conn.execute(
+        select(ticket_usage).where(ticket_usage.c.ticket_id == entry.ticket_id))}
+    return [emit_delta(ctx, conn, g, op, entry=entry.with_usage(usage.get(scope.get(g, g), Usage())))
+            for g in groups]
 
 
 def emit_rules_delta(ctx: HubContext, conn: Connection, group_id: int) -> Outgoing:
-    ctx.rules_cache.clear()  # decision inputs cached per channel (under the writer lock)
+    forget(ctx)  # decision inputs are cached (under the writer lock); the caller forgets again after commit
     return emit_delta(ctx, conn, group_id, "rules", rules=group_rules(conn, group_id))
 
 
@@ -130,12 +124,16 @@ def snapshot(ctx: HubContext, group_id: int) -> bytes:
     with ctx.db.write() as conn:  # the writer lock makes the reads below one consistent state
         seq = _group_seq(conn, group_id)
         rules = group_rules(conn, group_id)
+        scope = topology(ctx, conn).scope.get(group_id, group_id)
+        u = ticket_usage
         rows = conn.execute(
-            select(*ENTRY_COLUMNS).select_from(tickets.join(
-                group_performances, group_performances.c.performance_id == tickets.c.performance_id))
+            select(*ENTRY_COLUMNS[:5], *(u.c[f] for f in _USAGE_FIELDS)).select_from(tickets.join(
+                group_performances, group_performances.c.performance_id == tickets.c.performance_id)
+                .outerjoin(u, and_(u.c.ticket_id == tickets.c.id, u.c.scope_id == scope)))
             .where(group_performances.c.group_id == group_id)).all()
         cards = group_cards(conn, group_id)
-    entries = [WhitelistEntry(t, p, y, n, s != "valid", u) for t, p, y, n, s, u in rows]
+    entries = [WhitelistEntry(t, p, y, n, s != "valid").with_usage(Usage(*rest)) if rest[0] is not None
+               else WhitelistEntry(t, p, y, n, s != "valid") for t, p, y, n, s, *rest in rows]
     snap = Snapshot(group_id, seq, ctx.clock(), rules, entries, cards)
     return seal(KIND_SNAPSHOT, snap.to_wire(), ctx.signer, compress=True)
 

@@ -18,7 +18,10 @@ from tests.support.net import free_port, stop_process, wait_for
 from tests.support.serial_pty import PtyPair
 
 ADMIN_PASSWORD = "test-admin-password-1"
-_DECISION = re.compile(r"\[(?P<device>[^\]]+)\] \S+ (?P<reason>[A-Z_]+)(?: ticket (?P<ticket>\d+))?")
+# "[gate-1] ✘ DAILY_LIMIT ticket 7 — zh / en", "[hh-1] ✔ ADMITTED (forced by Wang) ticket 7 ×1 — ...",
+# "[hh-1] ↩ EXIT ticket 7 ×2 — ...", and operator notices "[hh-1] ⚠ WRONG_PIN — ..."
+_DECISION = re.compile(r"\[(?P<device>[^\]]+)\] \S+ (?P<reason>[A-Z_]+)(?: \(forced by (?P<forced>[^)]+)\))?"
+                       r"(?: ticket (?P<ticket>\d+))?")
 
 
 class _Process:
@@ -107,6 +110,7 @@ class GateDecision:
     device: str
     reason: str
     ticket_id: int | None
+    forced_by: str | None = None  # a supervisor override: who forced the admission
 
 
 class GateProcess(_Process):
@@ -116,10 +120,11 @@ class GateProcess(_Process):
 
     def __init__(self, workdir: Path, device_id: str, mqtt_port: int, keys_file: Path,
                  group_id: int, channel_id: int, prefix: str = "venue", extra_args: tuple[str, ...] = (),
-                 extra_config: str = "") -> None:
+                 extra_config: str = "", env: dict[str, str] | None = None) -> None:
         super().__init__(workdir)
         self.device_id = device_id
         self.extra_args = extra_args
+        self.env = env or {}  # e.g. GATE__KIND=handheld, TZ=UTC, or libfaketime's LD_PRELOAD + FAKETIME
         self.scanner = PtyPair(workdir, "scanner")
         self.data_dir = workdir / "data"
         self.config = workdir / "gate.toml"
@@ -133,7 +138,7 @@ class GateProcess(_Process):
         if self.scanner.proc is None:
             self.scanner.start()
         readies = self.logs().count("gate ready")  # the log file is appended to across restarts
-        self._spawn(["-m", "gate_agent", "--config", str(self.config), *self.extra_args])
+        self._spawn(["-m", "gate_agent", "--config", str(self.config), *self.extra_args], self.env)
         wait_for(lambda: self._check_alive() and self.logs().count("gate ready") > readies,
                  timeout=20, what="gate ready")
 
@@ -147,7 +152,7 @@ class GateProcess(_Process):
         for m in _DECISION.finditer(self.output()):
             ticket = m.group("ticket")
             found.append(GateDecision(m.group("device"), m.group("reason").lower(),
-                                      int(ticket) if ticket else None))
+                                      int(ticket) if ticket else None, m.group("forced")))
         return found
 
     def scan(self, text: str | bytes, timeout: float = 5.0) -> GateDecision:
