@@ -17,6 +17,7 @@ from gate_agent.actuator import Actuator, LoggingActuator
 from gate_agent.checkin import Checker, OverridePolicy, Station
 from gate_agent.config import GateConfig
 from gate_agent.emergency_io import make_release, start_triggers
+from gate_agent.hubkeys import HubKeysFollower
 from gate_agent.link import Link, LinkOptions
 from gate_agent.online import OnlineChecker, OnlineOptions
 from gate_agent.rfid import make_reader as make_rfid_reader
@@ -33,12 +34,14 @@ log = logging.getLogger(__name__)
 
 
 def load_keyring(path: Path) -> Keyring:
-    """The hub's public keys, as the hub exports them: ``{"1": "<base64>"}``."""
+    """The hub's public keys with their purposes, as ``python -m hub export-keys`` writes them:
+    ``{"1": {"key": "<base64>", "purposes": ["ticket"]}, "2": {"key": ..., "purposes": ["control"]}}``; the
+    legacy form ``{"1": "<base64>"}`` (a single-key hub) means all purposes."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
         if not isinstance(data, dict) or not data:
             raise ValueError("not a non-empty JSON object")
-        return Keyring.from_b64({int(k): str(v) for k, v in data.items()})
+        return Keyring.from_b64(data)
     except (OSError, ValueError, MalformedError) as exc:
         raise ConfigError(f"hub_keys_file: cannot load hub public keys from {path}: {exc}") from exc
 
@@ -58,7 +61,8 @@ def make_online(cfg: GateConfig) -> OnlineChecker | None:
         return None
     return OnlineChecker(OnlineOptions(
         url=cfg.online.url, username=cfg.online.username, password=cfg.online.password.get_secret_value(),
-        device_id=cfg.device_id, channel_id=cfg.channel_id, timeout=cfg.online.timeout_s))
+        device_id=cfg.device_id, channel_id=cfg.channel_id, timeout=cfg.online.timeout_s,
+        ca_file=str(cfg.online.ca_file) if cfg.online.ca_file else None))
 
 
 def make_camera(cfg: GateConfig, checker: Checker) -> QrCamera | None:
@@ -137,6 +141,8 @@ async def run_gate(cfg: GateConfig, stop: asyncio.Event | None = None, *, pin_fa
 
             agent = DeviceAgent(identity_dir, link, store, keyring, cfg, stop)
             agent.start()
+        else:  # a config-file gate follows the hub's signed key list too (gate_agent.hubkeys)
+            HubKeysFollower(link, keyring, cfg.data_dir, cfg.hub_keys_file, cfg.mqtt.prefix).start()
         station = Station(cfg.device_id, cfg.group_id, cfg.channel_id, cfg.direction)
         online = make_online(cfg)
         override = OverridePolicy(cfg.override_enabled, cfg.override.window_s, cfg.override.max_failures,
@@ -159,6 +165,7 @@ async def run_gate(cfg: GateConfig, stop: asyncio.Event | None = None, *, pin_fa
             health["camera"] = camera.health
         if online is not None:
             health["online"] = online.health
+            online.warm_up()  # log in to the hub before the first scan needs it
         rfid = make_rfid_reader(cfg.rfid, checker) if cfg.rfid.enabled else None
         if rfid is not None:
             health["rfid"] = rfid.health

@@ -173,7 +173,7 @@ class Checker:
             except (MalformedError, SignatureError):
                 pass
             else:
-                answer = await self.online.check(text, token, event_id)
+                answer = await self.online.check(text, token, event_id, self.keyring)
                 if answer is not None:
                     return answer, False
         return self.decide(text, now), True

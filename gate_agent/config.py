@@ -98,7 +98,9 @@ class RfidConfig(Section):
 
 class OnlineConfig(Section):
     enabled: bool = Field(False, description="handheld online mode: ask the hub first, then decide offline")
-    url: str = Field("http://127.0.0.1:8000", description="the hub's base URL")
+    url: str = Field("http://127.0.0.1:8000", description="the hub's base URL (https://... when the hub serves TLS)")
+    ca_file: Path | None = Field(None, description="venue CA (PEM): an https hub's certificate must chain to it "
+                                 "(else the check fails and the handheld decides offline); unset: the system's CAs")
     username: str = Field("", description="hub user with the security or ops role, for online checks")
     password: SecretStr = Field(SecretStr(""), description="that user's password; never logged")
     timeout_s: float = Field(0.5, gt=0, le=0.5, description="budget of one online check (at most 500 ms)")

@@ -15,14 +15,17 @@ from dataclasses import dataclass, replace
 
 import aiomqtt
 
+from confkit.aio import wait_set
 from confkit.mqtt import BrokerLink, MqttSession, device_client
 from gate_agent import __version__
 from gate_agent import sync as wl
 from gate_agent.logs import truncate
 from gate_agent.store import Store
-from protocol.envelope import open_envelope
+from protocol.envelope import open_envelope, peek_kid, peek_kind
+from protocol.errors import MalformedError, SignatureError
 from protocol.keys import Keyring
 from protocol.messages import KIND_ACK, AckPayload, EventBatch, GateStatus, SyncRequest, dump_message
+from protocol.provisioning import KIND_KEYS
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +42,13 @@ class LinkOptions(BrokerLink):
     kind: str = "gate"
     ack_timeout: float = 3.0
     sync_interval: float = 2.0
+
+
+def _is_key_list(data: bytes) -> bool:
+    try:
+        return peek_kind(data) == KIND_KEYS
+    except MalformedError:
+        return False
 
 
 class Link(MqttSession):
@@ -64,6 +74,10 @@ class Link(MqttSession):
         self.config_version: int | None = None
         self._relogin = False
         self._snapshot_wanted = False
+        self._first: list[str] = []  # topics subscribed before the others (the hub key list)
+        self.stale: dict[str, str] = {}  # "whitelist" / "keys" -> why: reported in every heartbeat's health
+        self._status_tasks: set[asyncio.Task[None]] = set()
+        self._keys_handler: Callable[[bytes], Awaitable[None]] | None = None
         me, group = options.device_id, options.group_id
         self._handlers: dict[str, Callable[[bytes], Awaitable[None]]] = {
             self.topics.ack(me): self._on_ack,
@@ -77,9 +91,68 @@ class Link(MqttSession):
         self._handlers[self.topics.emergency_command()] = handler
         self._emergency_state = state
 
-    def serve(self, topic: str, handler: Callable[[bytes], Awaitable[None]]) -> None:
-        """Subscribe ``topic`` (from the next connect on) and dispatch its messages to ``handler``."""
+    def serve(self, topic: str, handler: Callable[[bytes], Awaitable[None]], *, first: bool = False) -> None:
+        """Subscribe ``topic`` (from the next connect on) and dispatch its messages to ``handler``; ``first``:
+        before every other topic (the hub key list, so retained messages signed by a new key verify)."""
         self._handlers[topic] = handler
+        if first and topic not in self._first:
+            self._first.append(topic)
+
+    def mark_stale(self, part: str, reason: str) -> None:
+        """``part`` (``whitelist`` or ``keys``) cannot be verified: log it at ERROR, report ``stale`` in the
+        health of every heartbeat (the hub's device list shows it) until it is repaired."""
+        log.error("%s STALE: %s", part, reason)
+        self.stale[part] = reason
+        client = self._client
+        if client is not None:
+            task = asyncio.get_running_loop().create_task(self._publish_status(client))
+            self._status_tasks.add(task)
+            task.add_done_callback(self._status_tasks.discard)
+
+    def suspect_stale(self, part: str, reason: str, resolved: Callable[[], bool]) -> None:
+        """``part`` is probably stale (say, a key list signed by a key we do not know yet): the hub sends its
+        chain of key lists before every whitelist catch-up, so ask for one, and :meth:`mark_stale` only if
+        ``resolved()`` is still false a few seconds later."""
+        log.warning("%s: %s; asking the hub to catch us up", part, reason)
+        client = self._client
+
+        async def later() -> None:
+            if client is not None:
+                try:
+                    await self._request_sync(client)
+                except aiomqtt.MqttError as exc:
+                    log.debug("sync request failed: %s", exc)
+            await asyncio.sleep(max(3.0, 2 * self.opt.sync_interval))
+            if not resolved():
+                self.mark_stale(part, reason)
+
+        task = asyncio.get_running_loop().create_task(later())
+        self._status_tasks.add(task)
+        task.add_done_callback(self._status_tasks.discard)
+
+    async def _publish_status(self, client: aiomqtt.Client) -> None:
+        try:
+            await client.publish(self.topics.status(self.opt.device_id), self._status("online"), qos=1, retain=True)
+        except aiomqtt.MqttError as exc:
+            log.debug("status publish failed: %s", exc)
+
+    async def keys_changed(self) -> None:
+        """The hub key list changed: no longer keys-stale; get the retained messages again (they may have
+        been refused before the new keys were known) and, if the whitelist is stale, a snapshot."""
+        self.stale.pop("keys", None)
+        client = self._client
+        if client is None:
+            return
+        try:
+            for topic in self._handlers:
+                if topic not in self._first:
+                    await client.subscribe(topic, qos=1)  # the broker sends the retained message again
+            if "whitelist" in self.stale:
+                self._snapshot_wanted = True
+                await self._request_sync(client, force=True)
+            await self._publish_status(client)
+        except aiomqtt.MqttError as exc:
+            log.debug("re-subscribe after a key change failed: %s", exc)
 
     async def publish(self, topic: str, payload: bytes) -> bool:
         """Publish at QoS 1; False if not connected or it failed."""
@@ -127,8 +200,13 @@ class Link(MqttSession):
             device_id=self.opt.device_id, state=state, at=time.time(), kind=self.opt.kind,
             group_id=self.opt.group_id, channel_id=self.opt.channel_id, whitelist_seq=seq,
             outbox=self.store.outbox_count(), version=__version__,
-            health=self.health() if self.health is not None and state == "online" else None,
+            health=self._health() if state == "online" else None,
             birth=self.birth, config_version=self.config_version, interval=self.opt.status_interval))
+
+    def _health(self) -> dict[str, str] | None:
+        parts = dict(self.health()) if self.health is not None else {}
+        parts.update({part: "stale" for part in self.stale})
+        return parts or None
 
     def _client_for(self) -> aiomqtt.Client:
         will = aiomqtt.Will(self.topics.status(self.opt.device_id), self._status("offline"), qos=1, retain=True)
@@ -138,7 +216,7 @@ class Link(MqttSession):
 
     async def _serve(self, client: aiomqtt.Client) -> None:
         me = self.opt.device_id
-        for topic in self._handlers:
+        for topic in [*self._first, *(t for t in self._handlers if t not in self._first)]:
             await client.subscribe(topic, qos=1)
         if self._emergency_state is not None:  # first: the hub learns at once a gate opened while offline
             await client.publish(self.topics.emergency_state(me), self._emergency_state(), qos=1, retain=True)
@@ -240,10 +318,7 @@ class Link(MqttSession):
                                  len(self._inflight), self.opt.ack_timeout)
                         break
                     self._acked.clear()
-                    try:
-                        await asyncio.wait_for(self._acked.wait(), remaining)
-                    except TimeoutError:
-                        pass
+                    await wait_set(self._acked, remaining)
         except aiomqtt.MqttError as exc:
             log.debug("outbox sender stopped: %s", exc)
         finally:
@@ -284,12 +359,39 @@ class Link(MqttSession):
 
         self._echo_check = asyncio.create_task(check())
 
+    def serve_keys(self, topic: str, handler: Callable[[bytes], Awaitable[None]]) -> None:
+        """The hub key list: retained on ``topic`` (subscribed first), and the chain of lists the hub sends
+        before a whitelist catch-up on this device's whitelist topic."""
+        self.serve(topic, handler, first=True)
+        self._keys_handler = handler
+
     async def _on_whitelist(self, data: bytes) -> None:
-        if len(data) > _BIG_PAYLOAD:
-            kind, body = await asyncio.to_thread(wl.verify, data, self.keyring)
-        else:
-            kind, body = wl.verify(data, self.keyring)
+        if self._keys_handler is not None and _is_key_list(data):
+            await self._keys_handler(data)
+            return
+        try:
+            if len(data) > _BIG_PAYLOAD:
+                kind, body = await asyncio.to_thread(wl.verify, data, self.keyring)
+            else:
+                kind, body = wl.verify(data, self.keyring)
+        except SignatureError as exc:
+            kid = peek_kid(data)
+            if kid is not None and kid in self.keyring.kids():
+                raise  # a key we know, a signature that does not verify (or a key without control): forged
+            # A key id we do not know: most likely the hub rotated while we were away and we missed the key
+            # list. Never silent: a refused delta may be a refund this gate would otherwise keep admitting.
+            self._snapshot_wanted = True
+            self.mark_stale("whitelist", f"a whitelist update does not verify ({exc}); the whitelist may be "
+                                         f"missing refunds: asking for a snapshot")
+            client = self._client
+            if client is not None:
+                await self._request_sync(client)  # have_seq -1; at most once per sync_interval
+            raise
         outcome = wl.apply(kind, body, self.store, self.opt.group_id)
+        if kind == wl.KIND_SNAPSHOT and outcome is not wl.Outcome.OTHER_GROUP and "whitelist" in self.stale:
+            log.warning("whitelist re-synced from a verified snapshot at seq %s; no longer stale",
+                        self.store.whitelist_seq)
+            self.stale.pop("whitelist", None)
         client = self._client
         if client is None:
             return

@@ -23,6 +23,7 @@ tables and columns (``CREATE ... IF NOT EXISTS``, ``ALTER TABLE ... ADD COLUMN``
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator
@@ -63,6 +64,14 @@ _UNECHOED = "(echo_seq IS NULL OR echo_seq > ?)"
 CARD_EVENTS_KEPT_S = 2 * 86400  # echoed card events stay this long: the card's last entry, for cool-downs
 
 
+def private_sqlite(path: Path) -> None:
+    """Create ``path`` 0600 if missing and make it and its -wal/-shm files 0600 (they hold personal data)."""
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    for part in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        if part.exists():
+            os.chmod(part, 0o600)
+
+
 def _entry_row(e: WhitelistEntry) -> tuple[int, int, int, int, int, int, str | None]:
     usage = e.to_wire()[6:]
     return (e.ticket_id, e.performance_id, e.ticket_type_id, e.persons, int(e.revoked), e.used,
@@ -100,8 +109,10 @@ class Store:
     @classmethod
     def open(cls, data_dir: Path) -> Store:
         data_dir.mkdir(parents=True, exist_ok=True)
+        private_sqlite(data_dir / "gate.db")  # 0600: the journal names tickets and devices
         conn = sqlite3.connect(data_dir / "gate.db", isolation_level=None)  # explicit transactions
         conn.execute("PRAGMA journal_mode=WAL")
+        private_sqlite(data_dir / "gate.db")  # the -wal/-shm files WAL mode just made
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA busy_timeout=5000")
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}

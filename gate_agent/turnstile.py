@@ -42,6 +42,7 @@ from typing import Any, Literal, Protocol, TextIO
 
 from gpiozero import DigitalInputDevice, DigitalOutputDevice, GPIOZeroError
 
+from confkit.aio import within
 from gate_agent import GateError
 from gate_agent.actuator import LoggingActuator
 from gate_agent.config import TurnstileConfig
@@ -273,7 +274,7 @@ class GpioTurnstile:
 
     async def _wait_passage(self) -> bool:
         try:
-            await asyncio.wait_for(self._passages.get(), self.cfg.passage_timeout)
+            await within(self._passages.get(), self.cfg.passage_timeout)
         except TimeoutError:
             return False
         return True

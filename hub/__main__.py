@@ -17,14 +17,12 @@ import sys
 from pathlib import Path
 
 import uvicorn
-import uvloop
 
 from hub.config import Settings, load_settings
 from hub.errors import ConfigError, HubError
 from hub.logs import setup_logging
 from hub.services import auth
 from hub.services.context import Principal
-from protocol.keys import Keyring, Signer
 
 log = logging.getLogger("hub")
 
@@ -38,6 +36,8 @@ def _parser() -> argparse.ArgumentParser:
     cu = sub.add_parser("create-user", help="create a user; the password is read from stdin")
     cu.add_argument("name")
     cu.add_argument("--role", required=True, choices=auth.ROLES)
+    cu.add_argument("--device-id", default=None, help="a device's own login (handheld, kiosk): the only device "
+                                                      "id its online checks are recorded under")
     ek = sub.add_parser("export-keys", help="write the hub's public keys as JSON for the gates")
     ek.add_argument("--out", type=Path, default=None, help="file to write (default: stdout)")
     return p
@@ -47,8 +47,12 @@ async def _serve(settings: Settings) -> None:
     from hub.app import create_app
 
     app = create_app(settings)
-    config = uvicorn.Config(app, host=settings.http.host, port=settings.http.port, log_config=None,
-                            http="httptools", lifespan="on", access_log=False)
+    http = settings.http
+    config = uvicorn.Config(app, host=http.host, port=http.port, log_config=None,
+                            http="httptools", lifespan="on", access_log=False,
+                            ssl_certfile=http.tls_cert_file, ssl_keyfile=http.tls_key_file,  # None: plain HTTP
+                            # handhelds hold TLS keep-alive connections: a stop must not wait on them
+                            timeout_graceful_shutdown=2)
     server = uvicorn.Server(config)
     serving = asyncio.create_task(server.serve())
     while not server.started and not serving.done():  # noqa: ASYNC110 - uvicorn exposes a flag only
@@ -57,27 +61,32 @@ async def _serve(settings: Settings) -> None:
         bridge_up = asyncio.create_task(app.state.bridge.connected.wait())
         await asyncio.wait([bridge_up, serving], return_when=asyncio.FIRST_COMPLETED)
         if bridge_up.done():
-            log.info("hub ready: HTTP on %s:%s, MQTT bridge on %s:%s", settings.http.host, settings.http.port,
-                     settings.mqtt.host, settings.mqtt.port)
+            log.info("hub ready: %s on %s:%s, MQTT bridge on %s:%s%s", http.scheme.upper(), http.host, http.port,
+                     settings.mqtt.host, settings.mqtt.port, " (TLS)" if settings.mqtt.tls else "")
         bridge_up.cancel()
     await serving
 
 
-def _create_user(settings: Settings, name: str, role: str) -> None:
+def _create_user(settings: Settings, name: str, role: str, device_id: str | None = None) -> None:
     from hub.app import build_context
 
     password = getpass.getpass("password: ") if sys.stdin.isatty() else sys.stdin.readline().rstrip("\n")
     ctx = build_context(settings)
     try:
-        auth.create_user(ctx, Principal(None, "cli", "admin"), name, password, role)
+        auth.create_user(ctx, Principal(None, "cli", "admin"), name, password, role, device_id)
     finally:
         ctx.db.dispose()
     print(f"created user {name} with role {role}")
 
 
 def _export_keys(settings: Settings, out: Path | None) -> None:
-    signer = Signer.load_or_create(settings.key_file, settings.key_id)
-    text = json.dumps({str(k): v for k, v in Keyring.of(signer).to_b64().items()}) + "\n"
+    from hub.app import build_context
+
+    ctx = build_context(settings)  # both keys (made atomically if missing) and the newest rotated list
+    try:
+        text = json.dumps(ctx.keyring.to_entries()) + "\n"
+    finally:
+        ctx.db.dispose()
     if out is None:
         sys.stdout.write(text)
     else:
@@ -98,12 +107,14 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         if args.command == "create-user":
-            _create_user(settings, args.name, args.role)
+            _create_user(settings, args.name, args.role, args.device_id)
         elif args.command == "export-keys":
             _export_keys(settings, args.out)
         else:
-            with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-                runner.run(_serve(settings))
+            # The standard event loop, not uvloop: under uvloop a broker restart can leave paho's socket
+            # registered on a closed poll handle ("UVPoll closed"), the disconnect is never noticed and the
+            # bridge stops publishing for good (seen in tests/test_e2e_rules.py under load).
+            asyncio.run(_serve(settings))
     except HubError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -44,9 +44,11 @@ def build_context(settings: Settings) -> HubContext:
     """Open the database (migrated to head) and load or create the signing key."""
     engine = make_engine(settings.database_url)
     migrate(engine)
-    signer = Signer.load_or_create(settings.key_file, settings.key_id)
-    ctx = HubContext(Database(engine), signer, Topics(settings.mqtt.prefix), token_ttl=settings.token_ttl_hours * 3600)
-    signing_keys.restore(ctx, settings.key_file)  # after a key rotation: the active key and the trusted list
+    ticket = Signer.load_or_create(settings.key_file, settings.key_id)  # atomic: two starts get one key
+    control = Signer.load_or_create(settings.control_key_path, settings.control_kid)
+    ctx = HubContext(Database(engine), control, Topics(settings.mqtt.prefix), token_ttl=settings.token_ttl_hours * 3600,
+                     login=settings.login, ticket_signer=ticket)
+    signing_keys.restore(ctx, signing_keys.key_paths(settings))  # after a rotation: the active keys, the list
     return ctx
 
 
@@ -66,7 +68,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     ctx = await asyncio.to_thread(build_context, settings)
     await asyncio.to_thread(auth.bootstrap_admin, ctx, settings.admin.username,
                             settings.admin.password.get_secret_value())
-    bridge = MqttBridge(ctx, settings.mqtt, settings.emergency, ProvisioningLink(ctx, settings))
+    bridge = MqttBridge(ctx, settings.mqtt, settings.emergency, ProvisioningLink(ctx, settings), sync=settings.sync)
     ctx.publish = bridge.publish_threadsafe
     app.state.ctx, app.state.bridge = ctx, bridge
     task = asyncio.create_task(bridge.run(), name="mqtt-bridge")

@@ -12,19 +12,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import ssl
 from collections.abc import Awaitable, Callable
 
 import aiomqtt
 
-from hub.config import EmergencySettings, MqttSettings
+from hub.config import EmergencySettings, MqttSettings, SyncSettings
 from hub.emergency_link import EmergencyLink
 from hub.provisioning_link import ProvisioningLink
 from hub.provisioning_link import parse_message as parse_model
-from hub.services import devices, ingest, printing, whitelist
+from hub.services import devices, ingest, printing, signing_keys, whitelist
 from hub.services.context import HubContext, Outgoing
+from hub.sync_limit import SyncLimiter, needs_snapshot
 from protocol.errors import MalformedError
 from protocol.messages import EventBatch, GateStatus, SyncRequest, parse_message
 from protocol.printing import PrintResult
+from provisioning.tls import TlsClient
 
 log = logging.getLogger(__name__)
 MAX_EVENTS_PER_TRANSACTION = 5000
@@ -37,9 +40,10 @@ def _excerpt(payload: bytes) -> str:
 
 class MqttBridge:
     def __init__(self, ctx: HubContext, settings: MqttSettings, emergency: EmergencySettings | None = None,
-                 provisioning: ProvisioningLink | None = None) -> None:
+                 provisioning: ProvisioningLink | None = None, sync: SyncSettings | None = None) -> None:
         self.ctx = ctx
         self.settings = settings
+        self.sync_limit = SyncLimiter(sync)  # per-device sync request / snapshot rate limits
         self.connected = asyncio.Event()
         self._client: aiomqtt.Client | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -94,9 +98,12 @@ class MqttBridge:
 
     def _make_client(self) -> aiomqtt.Client:
         s = self.settings
+        tls = None
+        if s.tls:  # the broker's TLS listener: only the venue CA (or, without ca_file, the system's CAs)
+            tls = TlsClient(ca_file=s.ca_file).context() if s.ca_file is not None else ssl.create_default_context()
         return aiomqtt.Client(
             s.host, s.port, identifier=s.client_id, protocol=aiomqtt.ProtocolVersion.V5,
-            username=s.username or None, password=s.password.get_secret_value() or None,
+            username=s.username or None, password=s.password.get_secret_value() or None, tls_context=tls,
             max_inflight_messages=200, max_queued_incoming_messages=100_000, timeout=10,
             # small messages (acks, emergency commands) go out at once, not after Nagle's ~40 ms wait
             socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)])
@@ -177,6 +184,13 @@ class MqttBridge:
     async def _on_sync(self, device_id: str, data: bytes) -> None:
         request = parse_message(SyncRequest, data)
         self._check_device(device_id, request.device_id)
+        # cheap refusals first: a flood of snapshot requests costs a parse and a bucket each, no database
+        if not self.sync_limit.allow(device_id, snapshot=request.have_seq < 0):
+            return
+        if request.have_seq >= 0 and await asyncio.to_thread(needs_snapshot, self.ctx, request.group_id,
+                                                              request.have_seq):
+            if not self.sync_limit.allow_snapshot(device_id):
+                return
         try:
             envelopes = await asyncio.to_thread(whitelist.catch_up, self.ctx, request.group_id, request.have_seq)
         except LookupError:
@@ -185,7 +199,10 @@ class MqttBridge:
         topic = self.ctx.topics.device_whitelist(device_id)
         log.info("sync %s group %s from seq %s: sending %s envelope(s)", device_id, request.group_id,
                  request.have_seq, len(envelopes))
-        for envelope in envelopes:
+        # first the hub's key lists in order, each signed by the control key of its time: a device that was
+        # away across a rotation and a retirement walks the chain to the keys the envelopes below are signed with
+        chain = await asyncio.to_thread(signing_keys.chain, self.ctx)
+        for envelope in [*chain, *envelopes]:
             self._outbox.put_nowait((topic, envelope))
 
     # -- the writer -----------------------------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
 from hub.errors import ConfigError
@@ -18,6 +18,19 @@ class _Section(BaseModel):
 class HttpSettings(_Section):
     host: str = Field("127.0.0.1", description="address the HTTP API listens on")
     port: int = Field(8000, ge=0, le=65535, description="TCP port of the HTTP API")
+    tls_cert_file: Path | None = Field(None, description="server certificate (PEM, e.g. from 'provision ca "
+                                                         "server-cert'): when set, the API is served over HTTPS only")
+    tls_key_file: Path | None = Field(None, description="private key of tls_cert_file (PEM, 0600)")
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> HttpSettings:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("HTTPS needs both http.tls_cert_file and http.tls_key_file")
+        return self
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls_cert_file is not None else "http"
 
 
 class MqttSettings(_Section):
@@ -27,6 +40,24 @@ class MqttSettings(_Section):
     client_id: str = Field("hub", description="MQTT client identifier of the hub")
     username: str = Field("", description="broker user name; empty for anonymous")
     password: SecretStr = Field(SecretStr(""), description="broker password; never logged")
+    tls: bool = Field(False, description="connect to the broker's TLS listener (e.g. port 8883)")
+    ca_file: Path | None = Field(None, description="venue CA (PEM) the broker's certificate must chain to; "
+                                                   "unset with tls = true: the system's CAs")
+
+
+class SyncSettings(_Section):
+    """Per-device limits on whitelist sync requests (MQTT ``device/<id>/sync``), so one device asking
+    for hundreds of snapshots cannot slow the hub for everyone. Excess requests are dropped (the device
+    asks again when it next sees a gap) and logged once per device per ``log_interval``."""
+
+    snapshot_interval: float = Field(5.0, gt=0, le=3600, description="seconds per device between whole "
+                                                                     "snapshots, once its burst is used up")
+    snapshot_burst: int = Field(3, ge=1, le=100, description="snapshots a device may get back to back")
+    requests_per_second: float = Field(5.0, gt=0, le=1000, description="sync requests (deltas included) per "
+                                                                       "device per second, once its burst is used up")
+    request_burst: int = Field(20, ge=1, le=10000, description="sync requests a device may send back to back")
+    log_interval: float = Field(10.0, gt=0, le=3600, description="seconds between log lines about one "
+                                                                 "device's dropped sync requests")
 
 
 class AdminSettings(_Section):
@@ -77,6 +108,19 @@ class KioskSettings(_Section):
     job_ttl: float = Field(600.0, gt=0, description="seconds a printer may still print a job after it was sent")
 
 
+class LoginSettings(_Section):
+    max_failures: int = Field(5, ge=1, le=1000, description="wrong passwords for one user name within 'window' "
+                                                          "before its logins are locked for 'lockout' seconds")
+    address_max_failures: int = Field(5, ge=1, le=10000, description="wrong passwords from one source address "
+                                                                   "within 'window' before that address is locked")
+    window: float = Field(900.0, gt=0, le=86400, description="seconds over which wrong passwords are counted")
+    lockout: float = Field(300.0, gt=0, le=86400, description="seconds a user name or address stays locked; a "
+                                                            "correct password is refused too until it ends")
+    security_token_ttl_hours: float = Field(8.0, gt=0, le=24, description="lifetime of a login token of the "
+                                                                        "security role (it can open every gate); "
+                                                                        "other roles: token_ttl_hours")
+
+
 class SmsSettings(_Section):
     gateway: Literal["file"] = Field("file", description="file: development gateway appending 'phone<TAB>code' lines")
     path: Path = Field(Path("var/hub/sms.txt"), description="file of the development gateway")
@@ -86,9 +130,19 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="HUB__", env_nested_delimiter="__", extra="forbid")
 
     database_url: str = Field("sqlite:///var/hub/hub.db", description="SQLAlchemy URL of the hub database")
-    key_file: Path = Field(Path("var/hub/signing.key"), description="Ed25519 seed file, created 0600 if missing")
-    key_id: int = Field(1, ge=0, le=255, description="key id written into tokens and envelopes")
-    token_ttl_hours: float = Field(12.0, gt=0, description="lifetime of an API login token")
+    key_file: Path = Field(Path("var/hub/signing.key"),
+                           description="the TICKET key (signs ticket tokens only): Ed25519 seed file, created 0600 "
+                                       "if missing (atomically, never overwritten)")
+    key_id: int = Field(1, ge=0, le=255, description="key id of the ticket key, written into every token")
+    control_key_file: Path | None = Field(None,
+                                          description="the CONTROL key (signs every envelope: emergency, device "
+                                                      "commands and configs, whitelists, acks, print jobs, key "
+                                                      "lists): Ed25519 seed file, created 0600 if missing; "
+                                                      "default: control.key next to key_file")
+    control_key_id: int | None = Field(None, ge=0, le=255,
+                                       description="key id of the control key (not key_id); default key_id + 1")
+    token_ttl_hours: float = Field(12.0, gt=0, description="lifetime of an API login token (security role: "
+                                                           "login.security_token_ttl_hours)")
     http: HttpSettings = Field(default_factory=HttpSettings, description="HTTP API")
     mqtt: MqttSettings = Field(default_factory=MqttSettings, description="MQTT bridge")
     admin: AdminSettings = Field(default_factory=AdminSettings, description="bootstrap admin")
@@ -99,6 +153,28 @@ class Settings(BaseSettings):
                                                description="device enrollment, commands and liveness")
     kiosk: KioskSettings = Field(default_factory=KioskSettings, description="self-service collection kiosks")
     sms: SmsSettings = Field(default_factory=SmsSettings, description="SMS gateway for one-time codes")
+    login: LoginSettings = Field(default_factory=LoginSettings,
+                                 description="login throttling, lock-out and security-role sessions")
+    sync: SyncSettings = Field(default_factory=SyncSettings, description="per-device whitelist sync rate limits")
+
+    @model_validator(mode="after")
+    def _distinct_key_ids(self) -> Settings:
+        if self.control_kid == self.key_id:
+            raise ValueError(f"control_key_id and key_id are both {self.key_id}: the control key and the ticket "
+                             "key are separate keys with separate ids")
+        return self
+
+    @property
+    def control_kid(self) -> int:
+        """``control_key_id``, or the id after ``key_id``."""
+        if self.control_key_id is not None:
+            return self.control_key_id
+        return self.key_id + 1 if self.key_id < 255 else 0
+
+    @property
+    def control_key_path(self) -> Path:
+        """The control key's file: ``control_key_file``, or ``control.key`` next to ``key_file``."""
+        return self.control_key_file if self.control_key_file is not None else self.key_file.with_name("control.key")
 
 
 def load_settings(path: Path | None = None, **overrides: Any) -> Settings:

@@ -8,6 +8,7 @@ the rows they change with ``SELECT ... FOR UPDATE``, so a second hub process wou
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,6 +22,15 @@ from sqlalchemy.engine import make_url
 
 log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def private_sqlite(path: Path) -> None:
+    """Create the SQLite file 0600 if missing; make it and its -wal/-shm files 0600 (holders' phones and ID
+    numbers, session hashes). SQLite gives new -wal/-shm files the database file's mode."""
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    for part in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        if part.exists():
+            os.chmod(part, 0o600)
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -37,9 +47,13 @@ def make_engine(url: str) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            private_sqlite(Path(parsed.database))
         engine = create_engine(url, connect_args={"check_same_thread": False}, pool_size=8,
                                max_overflow=32)
         event.listen(engine, "connect", _sqlite_pragmas)
+        if parsed.database and parsed.database != ":memory:":
+            path = Path(parsed.database)
+            event.listen(engine, "connect", lambda _c, _r: private_sqlite(path))  # its -wal/-shm, once made
         return engine
     return create_engine(url, pool_pre_ping=True)
 

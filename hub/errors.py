@@ -45,3 +45,13 @@ class KioskError(HubError):
 
     def body(self) -> dict[str, object]:
         return {"detail": str(self), "detail_zh": self.detail_zh, "code": self.code, **self.extra}
+
+
+class LoginLocked(KioskError):
+    """Too many wrong passwords for a user name or from an address: coded and bilingual like a kiosk refusal,
+    with ``retry_after`` seconds (also the ``Retry-After`` header)."""
+
+    def __init__(self, seconds: float) -> None:
+        wait = max(1, int(seconds + 0.999))
+        super().__init__(429, "login_locked", f"Too many wrong passwords; logins are locked, try again in {wait} s",
+                         f"密码错误次数过多，登录已暂时锁定，请 {wait} 秒后再试", retry_after=wait)

@@ -29,7 +29,7 @@ from pydantic import BaseModel, ValidationError
 
 from hub.config import Settings
 from hub.errors import HubError
-from hub.services import device_admin, enrollment, signing_keys
+from hub.services import device_admin, emergency, enrollment, signing_keys
 from hub.services.context import SYSTEM, HubContext, Outgoing, Principal
 from protocol.errors import MalformedError
 from protocol.provisioning import BrokerAccess, CommandResult, ConfigAck, EnrollmentRequest, seal_secret
@@ -212,9 +212,9 @@ class ProvisioningLink:
                             username=device_id)
 
     # -- operations (called by the API) ----------------------------------------------------------
-    async def approve(self, who: Principal, serial: str, a: enrollment.Approval) -> None:
+    async def approve(self, who: Principal, serial: str, fingerprint: str | None, a: enrollment.Approval) -> None:
         ctx = self.ctx
-        req = await asyncio.to_thread(enrollment.pending_request, ctx, serial)
+        req = await asyncio.to_thread(enrollment.pending_request, ctx, serial, fingerprint)
         await asyncio.to_thread(enrollment.check_device_id_free, ctx, a.device_id)
         password = secrets.token_urlsafe(24)
         async with self._admin() as admin:
@@ -222,7 +222,8 @@ class ProvisioningLink:
                 await admin.ensure_roles()
                 await admin.add_device(a.device_id, password, a.kind or req["kind"])
         try:
-            out = await asyncio.to_thread(enrollment.approve, ctx, who, serial, a, password, self._access(a.device_id))
+            out = await asyncio.to_thread(enrollment.approve, ctx, who, serial, fingerprint, a, password,
+                                          self._access(a.device_id))
         except Exception:
             with contextlib.suppress(BrokerAdminError):
                 async with self._admin() as admin:
@@ -232,8 +233,8 @@ class ProvisioningLink:
         self._revoked.discard(a.device_id)
         self._send(out)
 
-    async def reject(self, who: Principal, serial: str, reason: str) -> None:
-        self._send(await asyncio.to_thread(enrollment.reject, self.ctx, who, serial, reason))
+    async def reject(self, who: Principal, serial: str, fingerprint: str | None, reason: str) -> None:
+        self._send(await asyncio.to_thread(enrollment.reject, self.ctx, who, serial, fingerprint, reason))
 
     async def set_config(self, who: Principal, device_id: str, config: dict[str, Any]) -> int:
         version, out = await asyncio.to_thread(device_admin.set_config, self.ctx, who, device_id, config)
@@ -266,11 +267,19 @@ class ProvisioningLink:
         self._send([out])
         return command_id
 
-    async def rotate_keys(self, who: Principal) -> int:
-        kid, out = await asyncio.to_thread(signing_keys.rotate, self.ctx, who, self.settings.key_file,
-                                           self.settings.key_id)
-        self._send([out])
+    async def rotate_keys(self, who: Principal, purpose: str = "control") -> int:
+        kid, out = await asyncio.to_thread(signing_keys.rotate, self.ctx, who, purpose,
+                                           signing_keys.key_paths(self.settings))
+        self._send([out, *await self._resigned()])
         return kid
 
     async def retire_key(self, who: Principal, kid: int) -> None:
-        self._send([await asyncio.to_thread(signing_keys.retire, self.ctx, who, kid)])
+        out = await asyncio.to_thread(signing_keys.retire, self.ctx, who, kid)
+        self._send([out, *await self._resigned()])
+
+    async def _resigned(self) -> list[Outgoing]:
+        """After the key list: every retained config and the emergency state again, signed with the active
+        control key, so a device that comes back after the old key is retired can still verify them."""
+        out = await asyncio.to_thread(device_admin.config_envelopes, self.ctx)
+        state = await asyncio.to_thread(emergency.current_envelope, self.ctx)
+        return out + ([(self.ctx.topics.emergency_command(), state)] if state is not None else [])

@@ -9,6 +9,7 @@ A gateway never logs the code; the hub logs only that a code was sent (and to wh
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from pathlib import Path
 from typing import Protocol
@@ -37,7 +38,10 @@ class FileGateway:
     def send(self, phone: str, text: str, *, code: str) -> None:
         del text
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._lock, self.path.open("a", encoding="utf-8") as out:
+        # 0600: it holds phone numbers and live codes (an existing file is tightened too)
+        with self._lock, os.fdopen(os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600), "a",
+                                   encoding="utf-8") as out:
+            os.fchmod(out.fileno(), 0o600)
             out.write(f"{phone}\t{code}\n")
         log.info("one-time code sent to %s (development file gateway)", mask_phone(phone))
 

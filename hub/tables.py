@@ -27,6 +27,17 @@ users = Table(
     Column("password_hash", String(255), nullable=False),
     Column("role", String(16), nullable=False),
     Column("created_at", Float, nullable=False),
+    # a device's own login (a handheld's online checks, a kiosk): the only device id it may check in as
+    Column("device_id", String(64), nullable=True),
+    Index("ix_users_device_id", "device_id", unique=True),
+)
+
+login_throttle = Table(  # wrong passwords per "user:<name>" and per "addr:<source address>" (hub/services/auth.py)
+    "login_throttle", metadata,
+    Column("key", String(200), primary_key=True),
+    Column("failures", Integer, nullable=False),  # wrong passwords since window_start
+    Column("window_start", Float, nullable=False),
+    Column("locked_until", Float),
 )
 
 sessions = Table(
@@ -119,6 +130,7 @@ tickets = Table(
     Column("holder_id_number", String(40)),
     Column("status", String(16), nullable=False, default="valid"),  # valid, refunded, void
     Column("status_reason", String(200)),
+    Column("status_at", Float),  # when it was refunded or voided (an offline admission before that is fine)
     Column("used", Integer, nullable=False, default=0),
     Column("token", String(120), nullable=False),
     Column("created_at", Float, nullable=False),
@@ -246,13 +258,13 @@ device_emergency = Table(  # the newest EmergencyState each device reported
     Column("received_at", Float, nullable=False),
 )
 
-enrollment_requests = Table(  # the newest enrollment request of each serial (hub/services/enrollment.py)
-    "enrollment_requests", metadata,
+enrollment_requests = Table(  # the newest request of each (serial, device key); two pending keys of one
+    "enrollment_requests", metadata,  # serial: the serial is contested (hub/services/enrollment.py)
     Column("serial", String(64), primary_key=True),
     Column("kind", String(16), nullable=False),
     Column("hardware_model", String(100), nullable=False),
     Column("software_version", String(40), nullable=False),
-    Column("public_key", String(64), nullable=False),
+    Column("public_key", String(64), primary_key=True),
     Column("reply_to", String(32), nullable=False),
     Column("nonce", String(32), nullable=False),
     Column("at", Float, nullable=False),  # device clock

@@ -13,6 +13,7 @@ import time
 
 import aiomqtt
 
+from confkit.aio import wait_set
 from confkit.mqtt import BrokerLink, MqttSession
 from gate_agent.logs import truncate
 from printer_agent import __version__
@@ -99,9 +100,7 @@ class PrinterLink(MqttSession):
                 if payload != last:
                     await client.publish(topic, payload, qos=1, retain=True)
                     last = payload
-                try:
-                    await asyncio.wait_for(self._status_due.wait(), self.opt.status_interval)
-                except TimeoutError:
+                if not await wait_set(self._status_due, self.opt.status_interval):
                     last = b""
         except aiomqtt.MqttError as exc:
             log.debug("heartbeat stopped: %s", exc)

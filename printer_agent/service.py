@@ -20,6 +20,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from confkit.aio import wait_set
 from gate_agent.logs import truncate
 from printer_agent import DeviceError, TemplateError
 from printer_agent.device import Printer
@@ -126,10 +127,7 @@ class PrintService:
             if queued is None:
                 await self.refresh_condition()
                 self._work.clear()
-                try:
-                    await asyncio.wait_for(self._work.wait(), self.poll_interval)
-                except TimeoutError:
-                    pass
+                await wait_set(self._work, self.poll_interval)
                 continue
             await self._print(queued)
 

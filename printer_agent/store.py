@@ -8,6 +8,7 @@ wait in the row (``sent = 0``) until published, so they survive a lost connectio
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,14 @@ CREATE TABLE IF NOT EXISTS jobs (
     received_at REAL NOT NULL, status TEXT, reason TEXT, finished_at REAL, sent INTEGER NOT NULL DEFAULT 0);
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state, received_at);
 """
+
+
+def private_sqlite(path: Path) -> None:
+    """Create ``path`` 0600 if missing and make it and its -wal/-shm files 0600 (they hold personal data)."""
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    for part in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        if part.exists():
+            os.chmod(part, 0o600)
 
 
 @dataclass(frozen=True)
@@ -38,8 +47,10 @@ class JobStore:
     @classmethod
     def open(cls, data_dir: Path, printer_id: str) -> JobStore:
         data_dir.mkdir(parents=True, exist_ok=True)
+        private_sqlite(data_dir / "printer.db")  # 0600: print jobs carry holder names
         conn = sqlite3.connect(data_dir / "printer.db", isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA journal_mode=WAL")
+        private_sqlite(data_dir / "printer.db")
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA busy_timeout=5000")
         conn.executescript(_SCHEMA)

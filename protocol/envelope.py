@@ -19,7 +19,7 @@ from typing import Any
 
 from protocol import PROTOCOL_VERSION
 from protocol.errors import MalformedError
-from protocol.keys import Keyring, Signer
+from protocol.keys import CONTROL, Keyring, Signer
 
 _DOMAIN = b"envelope/v1\x00"
 _MAX_INFLATED = 256 * 1024 * 1024
@@ -39,6 +39,41 @@ def seal(kind: str, payload: Any, signer: Signer, *, compress: bool = False) -> 
     header = {"v": PROTOCOL_VERSION, "kind": kind, "kid": signer.kid, "enc": enc,
               "sig": base64.b64encode(sig).decode()}
     return json.dumps(header, separators=(",", ":")).encode() + b"\n" + body
+
+
+def reseal(data: bytes, signer: Signer) -> bytes:
+    """The hub's own stored envelope signed again with ``signer`` (the same kind, encoding and body
+    bytes), unless it is signed by that key already. Not verified: only for what the hub itself stored, so
+    a device that trusts only the current keys can still read what it missed across a key rotation."""
+    header, body = _header(data)
+    if header["kid"] == signer.kid:
+        return data
+    kind, enc = str(header["kind"]), str(header["enc"])
+    sig = signer.sign(_signed_bytes(kind, enc, body))
+    new = {**header, "kid": signer.kid, "sig": base64.b64encode(sig).decode()}
+    return json.dumps(new, separators=(",", ":")).encode() + b"\n" + body
+
+
+def peek_version(data: bytes) -> int | None:
+    """The ``version`` in an envelope's JSON body, unverified (for a log line or to skip an old key list
+    that no longer verifies); None if there is none."""
+    try:
+        header, body = _header(data)
+        if header["enc"] != "json":
+            return None
+        value = json.loads(body).get("version")
+    except (MalformedError, ValueError, AttributeError):
+        return None
+    return value if isinstance(value, int) else None
+
+
+def peek_kid(data: bytes) -> int | None:
+    """The envelope's key id, unverified (to tell "signed by a key I do not know" from a forgery)."""
+    try:
+        kid = _header(data)[0]["kid"]
+    except MalformedError:
+        return None
+    return kid if isinstance(kid, int) else None
 
 
 def peek_kind(data: bytes) -> str:
@@ -62,7 +97,8 @@ def _header(data: bytes) -> tuple[dict[str, Any], bytes]:
 
 
 def open_envelope(data: bytes, keyring: Keyring, *, kinds: set[str] | None = None) -> tuple[str, Any]:
-    """Verify and decode. Returns (kind, payload). Raises MalformedError or SignatureError."""
+    """Verify (under a key trusted for ``control``) and decode. Returns (kind, payload). Raises
+    MalformedError or SignatureError."""
     header, body = _header(data)
     kind, enc = str(header["kind"]), str(header["enc"])
     if kinds is not None and kind not in kinds:
@@ -73,7 +109,7 @@ def open_envelope(data: bytes, keyring: Keyring, *, kinds: set[str] | None = Non
         sig = base64.b64decode(str(header["sig"]), validate=True)
     except (binascii.Error, ValueError) as exc:
         raise MalformedError("signature is not base64") from exc
-    keyring.verify(header["kid"], _signed_bytes(kind, enc, body), sig)
+    keyring.verify(header["kid"], _signed_bytes(kind, enc, body), sig, purpose=CONTROL)
     try:
         if enc == "zlib+json":
             inflater = zlib.decompressobj()

@@ -9,17 +9,26 @@ from __future__ import annotations
 
 from datetime import date, datetime, timedelta
 from functools import lru_cache
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from protocol.errors import MalformedError
 
 DEFAULT_TIMEZONE = "Asia/Shanghai"  # the first customer's; every venue names its own
+# Names in the tz database that are not a place: "localtime" is each machine's own zone (exactly what a
+# venue's day must not depend on), the others are build artefacts.
+_NOT_A_PLACE = frozenset({"localtime", "posixrules", "Factory"})
+
+
+@lru_cache(maxsize=1)
+def _known() -> frozenset[str]:
+    return frozenset(available_timezones())
 
 
 @lru_cache(maxsize=64)
 def zone(name: str) -> ZoneInfo:
     """The zone called ``name`` (``Asia/Shanghai``); MalformedError if there is none."""
-    if not isinstance(name, str) or not 1 <= len(name) <= 64 or name.startswith(("/", ".")) or ".." in name:
+    if (not isinstance(name, str) or not 1 <= len(name) <= 64 or name in _NOT_A_PLACE
+            or name.startswith(("posix/", "right/")) or name not in _known()):
         raise MalformedError(f"{str(name)[:70]!r} is not an IANA time zone name such as Asia/Shanghai")
     try:
         return ZoneInfo(name)

@@ -105,8 +105,9 @@ class GateStatus(_Message):
     whitelist_seq: int | None = Field(None, ge=0, le=MAX_COUNT)
     outbox: int | None = Field(None, ge=0, le=MAX_COUNT)
     version: str | None = Field(None, max_length=64)
-    health: dict[_Key, Literal["ok", "missing", "error", "disabled"]] | None = Field(
-        None, max_length=50, description="per part (turnstile, scanner, camera, rfid, ...): its state")
+    health: dict[_Key, Literal["ok", "missing", "error", "disabled", "stale"]] | None = Field(
+        None, max_length=50, description="per part (turnstile, scanner, camera, rfid, ...): its state; "
+                                         "whitelist/keys: stale when the device cannot verify what the hub sends")
     birth: int | None = Field(None, ge=0, le=MAX_COUNT, description="boot counter persisted on the device: a new "
                               "value means the device restarted, the same value a mere reconnect")
     config_version: int | None = Field(None, ge=0, le=MAX_COUNT,

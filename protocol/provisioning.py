@@ -13,11 +13,17 @@ Topics (under the prefix; see :class:`ProvisioningTopics`):
 Secrets in a reply or a command (broker passwords) are sealed to the device's own key with NaCl's
 SealedBox (the device's Ed25519 key converted to Curve25519), so only that device can open them,
 whoever else may see the message; the envelope around them is signed by the hub.
+
+A device key is shown to people as its **fingerprint** (:func:`key_fingerprint`): the first 64 bits of
+SHA-256 over the raw 32-byte Ed25519 public key, upper-case hex in four groups, ``AB12-CD34-EF56-7890``.
+The device prints it when it enrols (for its label or screen); the hub and ``provision`` show it and
+require it to approve or reject a request, so ops pick the device in front of them, not a look-alike.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import re
 from dataclasses import dataclass
@@ -31,6 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from protocol.bounds import MAX_COUNT, JsonObject, OptId, UnixTime
 from protocol.errors import MalformedError, SignatureError
+from protocol.keys import Keyring
 from protocol.messages import DeviceId, EventId
 
 KIND_REPLY = "provision.reply"
@@ -42,6 +49,26 @@ Serial = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 DeviceKind = Literal["gate", "handheld", "kiosk", "printer"]
 CommandName = Literal["resync_whitelist", "restart", "diagnostics", "rotate_credentials"]
 _B64_KEY = re.compile(r"^[A-Za-z0-9+/]{43}=$")
+FINGERPRINT_EXAMPLE = "AB12-CD34-EF56-7890"
+_FP_SEPARATORS = re.compile(r"[\s:_-]+")
+_FP_HEX = re.compile(r"^[0-9A-F]{16}$")
+
+
+def key_fingerprint(public_key_b64: str) -> str:
+    """The short, readable fingerprint of a device's Ed25519 public key (base64), e.g. ``AB12-CD34-EF56-7890``:
+    the first 8 bytes of SHA-256 over the raw key, upper-case hex in groups of four. The one definition
+    the device, the hub and the ``provision`` CLI share."""
+    digest = hashlib.sha256(base64.b64decode(public_key_b64, validate=True)).hexdigest()[:16].upper()
+    return "-".join(digest[i:i + 4] for i in range(0, 16, 4))
+
+
+def normalize_fingerprint(text: str) -> str:
+    """``"ab12 cd34:ef56-7890"`` -> ``"AB12-CD34-EF56-7890"``; raises MalformedError for anything else."""
+    raw = _FP_SEPARATORS.sub("", text.strip()).upper()
+    if not _FP_HEX.match(raw):
+        raise MalformedError(f"{text[:40]!r} is not a key fingerprint: expected 16 hex digits like "
+                             f"{FINGERPRINT_EXAMPLE}")
+    return "-".join(raw[i:i + 4] for i in range(0, 16, 4))
 
 
 class _Message(BaseModel):
@@ -66,6 +93,11 @@ class EnrollmentRequest(_Message):
     def signed_bytes(self) -> bytes:
         body = self.model_dump(exclude={"signature"})
         return b"enrollment/v1\x00" + json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+
+    @property
+    def fingerprint(self) -> str:
+        """:func:`key_fingerprint` of ``public_key``."""
+        return key_fingerprint(self.public_key)
 
     def sign(self, key: nacl.signing.SigningKey) -> EnrollmentRequest:
         sig = base64.b64encode(key.sign(self.signed_bytes()).signature).decode()
@@ -144,13 +176,27 @@ class CommandPayload(_Message):
     args: dict[str, Any] = Field(default_factory=dict)
 
 
+class KeyEntry(_Message):
+    """One trusted hub key: its public key and what it may sign (``ticket`` tokens, ``control`` envelopes)."""
+
+    key: str = Field(pattern=_B64_KEY.pattern, description="base64 Ed25519 public key")
+    purposes: list[Literal["ticket", "control"]] = Field(min_length=1, max_length=2)
+
+
 class KeysPayload(_Message):
-    """Body of a signed, retained ``hub.keys`` envelope: the hub keys devices must trust from now on.
-    Signed by a key the device already trusts; applied only if ``version`` is newer."""
+    """Body of a signed, retained ``hub.keys`` envelope: the hub keys devices must trust from now on, each
+    with its purposes. Signed by a key the device already trusts for ``control``; applied only if
+    ``version`` is newer. A bare base64 string (legacy, single-key hub) means all purposes."""
 
     version: int = Field(ge=1)
-    keys: dict[str, str] = Field(description='key id -> base64 Ed25519 public key, e.g. {"1": ..., "2": ...}')
+    keys: dict[Annotated[str, Field(pattern=r"^(25[0-5]|2[0-4][0-9]|1?[0-9]{1,2})$")], KeyEntry | str] = Field(
+        min_length=1, max_length=256,
+        description='key id -> {"key": base64, "purposes": ["ticket"|"control"]}, e.g. {"1": ..., "2": ...}')
     issued_at: float
+
+    def keyring(self) -> Keyring:
+        """The keys as a :class:`Keyring` (raises MalformedError)."""
+        return Keyring.from_b64(self.model_dump()["keys"])
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from typing import Any
 from protocol.bounds import MAX_ENTRIES, MAX_MINUTES
 from protocol.errors import MalformedError
 
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}\Z")
+_DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}\Z")  # ASCII digits only
 MAX_EXCLUDED_DATES = 366
 
 
@@ -117,9 +117,12 @@ def merged(base: EntryRules, changes: Any) -> EntryRules:
     values = dict(changes)
     for name in ("weekdays", "excluded_dates"):
         if name in values:
-            if not isinstance(values[name], list | tuple | set | frozenset):
-                raise MalformedError(f"check-in rules: {name} must be a list")
-            values[name] = frozenset(values[name])
+            items = values[name]
+            if not isinstance(items, list | tuple | set | frozenset) or not all(
+                    isinstance(v, int | str) for v in items):
+                raise MalformedError(f"check-in rules: {name} must be a list of "
+                                     + ("weekday numbers" if name == "weekdays" else "dates YYYY-MM-DD"))
+            values[name] = frozenset(items)
     return replace(base, **values)
 
 

@@ -17,8 +17,8 @@ from typing import Any
 from protocol.errors import MalformedError
 
 PIN_ITERATIONS = 60_000  # ~30 ms on a Raspberry Pi 4: cheap to check once, slow to guess offline
-_PIN = re.compile(r"^\d{4,12}\Z")
-_HASH = re.compile(r"^pbkdf2-sha256\$(\d{4,7})\$([0-9a-f]{32})\$([0-9a-f]{64})\Z")
+_PIN = re.compile(r"^[0-9]{4,12}\Z")
+_HASH = re.compile(r"^pbkdf2-sha256\$([0-9]{4,7})\$([0-9a-f]{32})\$([0-9a-f]{64})\Z")
 _KEY = re.compile(r"^[0-9a-f]{32}\Z")
 
 

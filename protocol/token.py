@@ -18,7 +18,7 @@ import struct
 from dataclasses import dataclass
 
 from protocol.errors import MalformedError
-from protocol.keys import Keyring, Signer
+from protocol.keys import TICKET, Keyring, Signer
 
 TOKEN_VERSION = 1
 _LAYOUT = struct.Struct(">BBIIHIIB")
@@ -82,7 +82,8 @@ def parse_token(text: str) -> tuple[TicketToken, bytes, bytes]:
 
 
 def decode_token(text: str, keyring: Keyring) -> TicketToken:
-    """Parse and verify. Raises MalformedError (garbage) or SignatureError (altered or invented)."""
+    """Parse and verify under a key trusted for ``ticket``. Raises MalformedError (garbage) or
+    SignatureError (altered, invented, or signed by a key that may not sign tickets)."""
     token, message, sig = parse_token(text)
-    keyring.verify(token.kid, message, sig)
+    keyring.verify(token.kid, message, sig, purpose=TICKET)
     return token

@@ -37,7 +37,8 @@ from gate_agent import __version__ as software_version
 from gate_agent.config import GateConfig
 from gate_agent.link import Link
 from gate_agent.store import Store
-from protocol.envelope import open_envelope
+from protocol.envelope import open_envelope, peek_version
+from protocol.errors import SignatureError
 from protocol.keys import Keyring
 from protocol.provisioning import (
     KIND_COMMAND,
@@ -153,7 +154,7 @@ class DeviceAgent:
         me = self.device_id
         self.link.serve(self.topics.config(me), self.on_config)
         self.link.serve(self.topics.command(me), self.on_command)
-        self.link.serve(self.topics.hub_keys(), self.on_keys)
+        self.link.serve_keys(self.topics.hub_keys(), self.on_keys)
         logging.getLogger().addHandler(self.recent)
         log.info("provisioned device %s, birth %d, config version %s", me, birth, version)
         return birth
@@ -264,16 +265,28 @@ class DeviceAgent:
     async def on_keys(self, data: bytes) -> None:
         if not data:
             return
-        _kind, body = open_envelope(data, self.keyring, kinds={KIND_KEYS})
+        try:
+            _kind, body = open_envelope(data, self.keyring, kinds={KIND_KEYS})
+        except SignatureError as exc:
+            version = peek_version(data)
+            if version is not None and version <= self.identity.hub_keys_version:
+                log.debug("an older hub key list (version %s) does not verify: ignored", version)
+                return
+            self.link.suspect_stale(
+                "keys", f"hub key list version {version} does not verify with the keys this device trusts ({exc}): "
+                        f"it missed a key rotation; re-enrol it or put the hub's current keys in its identity",
+                resolved=lambda: version is not None and self.identity.hub_keys_version >= version)
+            return
         payload = KeysPayload.model_validate(body)
         if payload.version <= self.identity.hub_keys_version:
             log.debug("hub keys version %d already applied", payload.version)
             return
         if not payload.keys:
             raise ValueError("hub keys update holds no key")
-        new = Keyring.from_b64({int(k): v for k, v in payload.keys.items()})
-        self.identity = self.identity.model_copy(update={"hub_keys": dict(payload.keys),
+        new = payload.keyring()
+        self.identity = self.identity.model_copy(update={"hub_keys": payload.model_dump()["keys"],
                                                          "hub_keys_version": payload.version})
         self.identity.save(self.identity_dir)
         self.keyring.replace(new)
-        log.info("hub keys version %d trusted: key ids %s", payload.version, new.kids())
+        log.info("hub keys version %d trusted: %s", payload.version, new.to_purposes())
+        await self.link.keys_changed()

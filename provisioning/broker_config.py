@@ -112,6 +112,12 @@ def _private_write(path: Path, text: str) -> None:
         f.write(text)
 
 
+# The largest MQTT packet the broker takes (Mosquitto disconnects a client that sends a bigger one). The
+# biggest legitimate message is a group's signed whitelist snapshot: 276 kB for 100,000 tickets
+# (bench/whitelist_sync.py), so 4 MiB leaves room for ~1.4 million; every other message is a few kB.
+MAX_PACKET_BYTES = 4 * 1024 * 1024
+
+
 def broker_conf_text(cfg: BrokerConfig) -> str:
     plugin = cfg.plugin or find_dynsec_plugin()
     data = cfg.directory / "data"
@@ -128,6 +134,7 @@ def broker_conf_text(cfg: BrokerConfig) -> str:
         "autosave_on_changes true",
         "autosave_interval 1",
         "max_queued_messages 100000",
+        f"max_packet_size {MAX_PACKET_BYTES}",
         f"log_dest file {cfg.log_path.resolve()}",
         *(f"log_type {t}" for t in cfg.log_types),
         "",

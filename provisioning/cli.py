@@ -2,7 +2,8 @@
 
     $ export PROVISION_PASSWORD=...           # or type it at the prompt; it is never printed
     $ provision --hub http://hub:8000 --user ops list
-    $ provision --user ops approve TS-0007 --device-id gate-7 --site main --group 1 --channel 2
+    $ provision --user ops approve TS-0007 --fingerprint AB12-CD34-EF56-7890 --device-id gate-7 --site main \
+          --group 1 --channel 2            # the fingerprint the device prints (label or screen)
     $ provision --user ops command gate-7 diagnostics --wait 30
     $ provision ca init /etc/venue/tls && provision ca server-cert /etc/venue/tls --host broker.venue --host 10.0.0.2
 
@@ -22,6 +23,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+from protocol.errors import MalformedError
+from protocol.provisioning import normalize_fingerprint
 
 PASSWORD_ENV = "PROVISION_PASSWORD"
 
@@ -127,8 +131,14 @@ def run(args: argparse.Namespace, hub: Hub, out: Callable[[str], None]) -> int:
         requests = hub.call("GET", "/requests")
         devices = hub.call("GET", "/devices")
         out(f"pending requests ({len(requests)}):")
+        for r in requests:
+            r["contested"] = "CONTESTED" if r.get("contested") else ""
         if requests:
-            out(_table(requests, ("serial", "kind", "hardware_model", "software_version", "status")))
+            out(_table(requests, ("serial", "fingerprint", "kind", "hardware_model", "software_version", "status",
+                                  "contested")))
+        for serial in sorted({r["serial"] for r in requests if r["contested"]}):
+            out(f"serial {serial} is CONTESTED: several keys claim it; approve only the fingerprint the device "
+                "itself shows (the other keys are then rejected)")
         out(f"\ndevices ({len(devices)}):")
         for d in devices:
             d["drift"] = "DRIFT" if d["config_drift"] else ""
@@ -138,14 +148,14 @@ def run(args: argparse.Namespace, hub: Hub, out: Callable[[str], None]) -> int:
                                  "online", "config", "drift", "birth", "software_version")))
         return 0
     if cmd == "approve":
-        body: dict[str, Any] = {"device_id": args.device_id, "site": args.site, "group_id": args.group,
-                                "channel_id": args.channel, "kind": args.kind}
+        body: dict[str, Any] = {"fingerprint": args.fingerprint, "device_id": args.device_id, "site": args.site,
+                                "group_id": args.group, "channel_id": args.channel, "kind": args.kind}
         device = hub.call("POST", f"/requests/{args.serial}/approve", {k: v for k, v in body.items() if v is not None})
-        out(f"approved {args.serial} as {device['device_id']} (site {device['site']})")
+        out(f"approved {args.serial} (key {args.fingerprint}) as {device['device_id']} (site {device['site']})")
         return 0
     if cmd == "reject":
-        hub.call("POST", f"/requests/{args.serial}/reject", {"reason": args.reason})
-        out(f"rejected {args.serial}")
+        hub.call("POST", f"/requests/{args.serial}/reject", {"fingerprint": args.fingerprint, "reason": args.reason})
+        out(f"rejected {args.serial} (key {args.fingerprint})")
         return 0
     if cmd == "revoke":
         hub.call("POST", f"/devices/{args.device_id}/revoke", {"reason": args.reason})
@@ -170,10 +180,12 @@ def run(args: argparse.Namespace, hub: Hub, out: Callable[[str], None]) -> int:
         return _wait(hub, command, args.wait, out) if args.wait else 0
     if cmd == "keys":
         if args.action == "rotate":
-            result = hub.call("POST", "/keys/rotate", {})
+            result = hub.call("POST", "/keys/rotate", {"purpose": args.purpose})
+            out(f"new {args.purpose} key {result['kid']}")
         else:
             result = hub.call("POST", "/keys/retire", {"kid": args.kid})
         out(f"active key {result['active_kid']}, trusted {result['trusted']}")
+        out(f"control key {result['active_kid']}, ticket key {result['ticket_kid']}; purposes {result['purposes']}")
         return 0
     raise CliError(f"unknown command {cmd}", 2)
 
@@ -190,6 +202,17 @@ def run_ca(args: argparse.Namespace, out: Callable[[str], None]) -> int:
     return 0
 
 
+FINGERPRINT_HELP = ("the key fingerprint the device prints when it enrols (its label or screen), "
+                    "as in `provision list`, e.g. AB12-CD34-EF56-7890")
+
+
+def _fingerprint(text: str) -> str:
+    try:
+        return normalize_fingerprint(text)
+    except MalformedError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="provision", description="Device provisioning over the hub's API.")
     p.add_argument("--hub", default=os.environ.get("PROVISION_HUB", "http://127.0.0.1:8000"),
@@ -197,15 +220,17 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--user", default=os.environ.get("PROVISION_USER", ""), help="ops user (env PROVISION_USER)")
     sub = p.add_subparsers(dest="cmd", required=True)
     sub.add_parser("list", help="pending requests and devices (drift, online)")
-    a = sub.add_parser("approve", help="approve a pending enrollment request")
+    a = sub.add_parser("approve", help="approve a pending enrollment request (by serial and key fingerprint)")
     a.add_argument("serial")
+    a.add_argument("--fingerprint", required=True, type=_fingerprint, help=FINGERPRINT_HELP)
     a.add_argument("--device-id", required=True)
     a.add_argument("--site", required=True)
     a.add_argument("--group", type=int)
     a.add_argument("--channel", type=int)
     a.add_argument("--kind", choices=["gate", "handheld", "kiosk", "printer"])
-    r = sub.add_parser("reject", help="reject a pending enrollment request")
+    r = sub.add_parser("reject", help="reject a pending enrollment request (by serial and key fingerprint)")
     r.add_argument("serial")
+    r.add_argument("--fingerprint", required=True, type=_fingerprint, help=FINGERPRINT_HELP)
     r.add_argument("--reason", required=True)
     v = sub.add_parser("revoke", help="revoke a device: its broker login goes, its events are refused")
     v.add_argument("device_id")
@@ -226,6 +251,8 @@ def parser() -> argparse.ArgumentParser:
     k = sub.add_parser("keys", help="hub signing keys (admin): rotate, or retire KID")
     k.add_argument("action", choices=["rotate", "retire"])
     k.add_argument("kid", type=int, nargs="?")
+    k.add_argument("--purpose", choices=["control", "ticket"], default="control",
+                   help="rotate: which key (control: every envelope; ticket: ticket tokens)")
     ca = sub.add_parser("ca", help="venue CA and the broker's server certificate (local files, no hub)")
     ca.add_argument("action", choices=["init", "server-cert"])
     ca.add_argument("dir", type=Path)

@@ -1,6 +1,7 @@
 """Device enrollment by claim: a new device asks the hub to join and stores the identity it is given.
 
     $ python -m provisioning.device enroll --bootstrap bootstrap.toml --identity-dir /var/lib/gate/identity
+    $ python -m provisioning.device fingerprint --bootstrap bootstrap.toml   # for the device's label
 
 The device holds only a *bootstrap* config (broker address, the shared claim login that may use the
 provisioning topics only, the hub's public keys, its serial and kind). It makes its own Ed25519 key
@@ -9,6 +10,11 @@ provisioning topics only, the hub's public keys, its serial and kind). It makes 
 arrives on ``provision/reply/<reply_to>``. An approval carries its device id, site, group/channel,
 broker login and a password sealed to the device key; it is stored as ``identity.json`` (mode 0600,
 written atomically). The gate agent runs on it: ``python -m gate_agent --bootstrap bootstrap.toml``.
+
+When it starts enrolling the device prints (stdout) and logs its key fingerprint
+(:func:`protocol.provisioning.key_fingerprint`, e.g. ``AB12-CD34-EF56-7890``; public): ops approve it
+with ``provision approve <serial> --fingerprint <it>``, so a claim by another key for the same serial
+cannot be approved by mistake.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ from protocol.provisioning import (
     EnrollmentRequest,
     ProvisioningTopics,
     ReplyPayload,
+    key_fingerprint,
     open_secret,
 )
 
@@ -95,7 +102,10 @@ class Bootstrap(_Model):
     hardware_model: str = Field("unknown", max_length=100, description="hardware model, shown to ops")
     software_version: str = Field("", max_length=40, description="software version; empty: the gate agent's")
     identity_dir: Path = Field(Path("var/identity"), description="where device.key and identity.json live")
-    hub_keys: dict[str, str] = Field(description='the hub public keys: {"1": "<base64 Ed25519>"}')
+    hub_keys: dict[str, str | dict[str, Any]] = Field(
+        description='the hub public keys with their purposes (python -m hub export-keys): '
+                    '{"1": {"key": "<base64 Ed25519>", "purposes": ["ticket"]}, "2": {..., "purposes": ["control"]}}; '
+                    'legacy {"1": "<base64>"}: all purposes')
     resend_s: float = Field(5.0, gt=0, description="re-send the request this often until answered")
     broker: BootstrapBroker
 
@@ -129,11 +139,11 @@ class Identity(_Model):
     prefix: str = "venue"
     username: str
     password: SecretStr
-    hub_keys: dict[str, str]
+    hub_keys: dict[str, str | dict[str, Any]]
     hub_keys_version: int = 0
 
     def keyring(self) -> Keyring:
-        return Keyring.from_b64({int(k): v for k, v in self.hub_keys.items()})
+        return Keyring.from_b64(self.hub_keys)
 
     def save(self, directory: Path) -> Path:
         data = self.model_dump(mode="json")
@@ -186,6 +196,15 @@ def public_key_b64(key: nacl.signing.SigningKey) -> str:
     return base64.b64encode(bytes(key.verify_key)).decode()
 
 
+def announce_fingerprint(serial: str, key: nacl.signing.SigningKey, *, out: Callable[[str], None] = print) -> str:
+    """Print (stdout, for the label or screen) and log this device's key fingerprint; return it."""
+    fp = key_fingerprint(public_key_b64(key))
+    out(f"enrolment: serial {serial} key fingerprint {fp} (ops approve it with: provision approve {serial} "
+        f"--fingerprint {fp} ...)")
+    log.info("enrolment of serial %s: key fingerprint %s", serial, fp)
+    return fp
+
+
 def tls_params(tls: bool, ca_file: str | Path | None) -> aiomqtt.TLSParameters | None:
     return aiomqtt.TLSParameters(ca_certs=str(ca_file) if ca_file else None) if tls else None
 
@@ -233,7 +252,8 @@ async def enroll(boot: Bootstrap, *, clock: Callable[[], float] = time.time) -> 
     Raises EnrollmentRejected, EnrollmentTimeout, IdentityError, or aiomqtt.MqttError if the broker
     refuses the claim login. Bound its time with :func:`asyncio.timeout`."""
     key = device_key(boot.identity_dir)
-    keyring = Keyring.from_b64({int(k): v for k, v in boot.hub_keys.items()})
+    announce_fingerprint(boot.serial, key, out=lambda line: print(line, flush=True))
+    keyring = Keyring.from_b64(boot.hub_keys)
     request = make_request(boot, key, clock())
     topics = ProvisioningTopics(boot.broker.prefix)
     async with aiomqtt.Client(
@@ -297,8 +317,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--bootstrap", type=Path, required=True, help="bootstrap TOML file")
     p.add_argument("--identity-dir", type=Path, default=None, help="overrides identity_dir of the bootstrap")
     p.add_argument("--timeout", type=float, default=None, help="give up after this many seconds")
+    f = sub.add_parser("fingerprint", help="print this device's key fingerprint (makes the key if it has none)")
+    f.add_argument("--bootstrap", type=Path, required=True, help="bootstrap TOML file")
+    f.add_argument("--identity-dir", type=Path, default=None, help="overrides identity_dir of the bootstrap")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.cmd == "fingerprint":
+        try:
+            boot = Bootstrap.load(args.bootstrap, **({"identity_dir": args.identity_dir} if args.identity_dir else {}))
+            print(key_fingerprint(public_key_b64(device_key(boot.identity_dir))))
+        except ProvisioningError as exc:
+            print(f"fingerprint: {exc}", file=sys.stderr)
+            return 2
+        return 0
     try:
         extra = {"identity_dir": args.identity_dir} if args.identity_dir else {}
         directory = load_or_enroll(args.bootstrap, timeout=args.timeout, **extra)

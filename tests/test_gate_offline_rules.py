@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -41,6 +40,7 @@ from tests.gate_helpers import (
     write_keys,
 )
 from tests.support.broker import Mosquitto
+from tests.support.faketime import libfaketime
 from tests.support.net import wait_for
 from tests.support.processes import GateProcess
 
@@ -49,15 +49,6 @@ MIDNIGHT = 1_796_140_800  # 2026-12-02 00:00 Asia/Shanghai = 2026-12-01T16:00:00
 LONG = Schedule(MIDNIGHT - 5 * 86400, MIDNIGHT - 5 * 86400 + 1800, MIDNIGHT + 5 * 86400)
 PIN = "80417253"
 T = Topics()
-_LIBFAKETIME = ("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1",
-                "/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1", "/usr/lib/faketime/libfaketime.so.1")
-
-
-def libfaketime() -> str:
-    for path in _LIBFAKETIME:
-        if os.path.exists(path):
-            return path
-    pytest.skip("libfaketime is not installed: run scripts/setup.sh (apt-get install faketime)")
 
 
 def journal(gate: GateProcess) -> list[dict[str, object]]:

@@ -134,7 +134,7 @@ def test_supervisors_are_managed_without_showing_pins_or_card_uids(hub: Hub) -> 
                        "retired": False, "created_at": created["created_at"]}
     assert {(d.op, d.group_id) for d in deltas} >= {("rules", show["group"])}  # to every group
     assert {d.op for d in deltas} == {"rules"}
-    assert "already belongs" in hub.post("/supervisors", {**body, "name": "Li"}, status=409)["detail"]
+    assert "already belongs" in hub.post("/supervisors", {**body, "name": "Li", "pin": "97531"}, status=409)["detail"]
     listed = hub.client.get("/api/v1/supervisors", headers=hub.user("sam", "security")).json()
     assert listed == [created]
 

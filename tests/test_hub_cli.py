@@ -38,8 +38,11 @@ def test_validate_export_create_user_and_serve(tmp_path: Path, broker: Mosquitto
 
     keys_file = tmp_path / "keys.json"
     assert hub_cli(config, "export-keys", "--out", str(keys_file)).returncode == 0
-    assert list(json.loads(keys_file.read_text())) == ["1"]
+    exported = json.loads(keys_file.read_text())
+    assert {k: v["purposes"] for k, v in exported.items()} == {"1": ["ticket"], "2": ["control"]}
     assert oct((tmp_path / "signing.key").stat().st_mode & 0o777) == "0o600"
+    assert oct((tmp_path / "control.key").stat().st_mode & 0o777) == "0o600"
+    seeds = [(tmp_path / f).read_text().split(":", 1)[1].strip() for f in ("signing.key", "control.key")]
     assert hub_cli(config, "create-user", "ada", "--role", "admin", stdin="a-long-password\n").returncode == 0
 
     proc = subprocess.Popen([sys.executable, "-m", "hub", "--config", str(config)], stderr=subprocess.PIPE,
@@ -58,6 +61,7 @@ def test_validate_export_create_user_and_serve(tmp_path: Path, broker: Mosquitto
                        json={"username": "ada", "password": "a-long-password"})
         assert r.status_code == 200 and r.json()["role"] == "admin"
         assert "a-long-password" not in "".join(lines)
+        assert not any(seed in "".join(lines) for seed in seeds)  # key seeds are never logged
     finally:
         proc.terminate()
         proc.wait(10)

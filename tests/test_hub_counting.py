@@ -103,6 +103,7 @@ def test_groups_count_separately_unless_linked(hub: Hub) -> None:
 
 
 def test_admissions_of_tickets_newer_than_the_whitelist_are_checked(hub: Hub) -> None:
+    clock = Clock(hub)
     show = show_at(hub)
     other = hub.post("/performances", {"venue_id": show["venue"], "name": "Giselle",
                                        "doors_open": "2026-12-01T19:00:00+08:00",
@@ -111,7 +112,8 @@ def test_admissions_of_tickets_newer_than_the_whitelist_are_checked(hub: Hub) ->
     good, refunded = sell(hub, show), sell(hub, show)
     elsewhere = hub.post("/tickets", {"performance_id": other, "ticket_type_id": show["adult"],
                                       "holder_name": "Wang"})
-    hub.post(f"/tickets/{refunded['id']}/refund", {"reason": "ill"}, status=200)
+    clock.at("19:01")
+    hub.post(f"/tickets/{refunded['id']}/refund", {"reason": "ill"}, status=200)  # before the scan
     gate = Gate("gate-1", show)
     at = venue_time("19:05")
     events = {"good": gate.admit(good["id"], at, unlisted=True),

@@ -9,7 +9,7 @@ from hub.config import load_settings
 from protocol.envelope import open_envelope
 from protocol.token import decode_token
 from protocol.whitelist import Delta, Snapshot
-from tests.hubkit import Hub, hub_fixture, sell, setup_show  # noqa: F401  (fixture)
+from tests.hubkit import Hub, hub_fixture, login, sell, setup_show  # noqa: F401  (fixture)
 
 
 def check(h: Hub, token: str, channel: int, headers: dict[str, str] | None = None) -> dict[str, object]:
@@ -22,7 +22,8 @@ def check(h: Hub, token: str, channel: int, headers: dict[str, str] | None = Non
 
 def test_health_and_keys_need_no_login(hub: Hub) -> None:
     assert hub.client.get("/api/v1/health").json() == {"status": "ok"}
-    assert list(hub.client.get("/api/v1/keys").json()["keys"]) == ["1"]
+    keys = hub.client.get("/api/v1/keys").json()["keys"]
+    assert {k: v["purposes"] for k, v in keys.items()} == {"1": ["ticket"], "2": ["control"]}
 
 
 def test_roles_are_enforced_and_writes_audited(hub: Hub) -> None:
@@ -134,9 +135,12 @@ def test_a_retried_online_check_returns_the_first_answer(hub: Hub) -> None:
     """A handheld whose first answer timed out asks again with the same event id: still one admission."""
     show = setup_show(hub)
     ticket = sell(hub, show)
+    hub.post("/users", {"username": "hh-1-login", "password": "password-hh-1", "role": "security",
+                        "device_id": "hh-1"})
+    handheld = login(hub.client, "hh-1-login", "password-hh-1")
     body = {"token": ticket["token"], "channel_id": show["channel"], "device_id": "hh-1", "event_id": "e" * 32}
-    first = hub.client.post("/api/v1/checkins/online", json=body, headers=hub.admin).json()
-    retry = hub.client.post("/api/v1/checkins/online", json=body, headers=hub.admin).json()
+    first = hub.client.post("/api/v1/checkins/online", json=body, headers=handheld).json()
+    retry = hub.client.post("/api/v1/checkins/online", json=body, headers=handheld).json()
     assert first == retry and first["admitted"] and first["event_id"] == "e" * 32
     assert check(hub, ticket["token"], show["channel"])["reason"] == "already_used"
     journal = hub.client.get(f"/api/v1/checkins?ticket_id={ticket['id']}", headers=hub.admin).json()

@@ -25,7 +25,6 @@ from hub.config import Settings, load_settings
 from hub.tables import enrollment_requests
 from protocol.envelope import open_envelope
 from protocol.errors import SignatureError
-from protocol.keys import Keyring
 from protocol.messages import EventBatch, GateStatus, dump_message
 from protocol.provisioning import (
     KIND_COMMAND,
@@ -40,6 +39,7 @@ from protocol.provisioning import (
     KeysPayload,
     ProvisioningTopics,
     ReplyPayload,
+    key_fingerprint,
     open_secret,
 )
 from protocol.reasons import Reason
@@ -82,6 +82,10 @@ class Device:
     def public_key(self) -> str:
         return base64.b64encode(bytes(self.key.verify_key)).decode()
 
+    @property
+    def fingerprint(self) -> str:
+        return key_fingerprint(self.public_key)
+
     def request(self, *, at: float | None = None, nonce: str | None = None) -> EnrollmentRequest:
         return EnrollmentRequest(serial=self.serial, kind=self.kind, hardware_model="RK3568",
                                  software_version="1.4.0", public_key=self.public_key, reply_to=self.reply_to,
@@ -111,9 +115,9 @@ def device_row(hub: Hub, device_id: str) -> dict[str, Any]:
     return next(d for d in get(hub, "/devices") if d["device_id"] == device_id)
 
 
-def approve(hub: Hub, serial: str, device_id: str = "gate-7", **body: Any) -> dict[str, Any]:
-    return hub.post(f"/provisioning/requests/{serial}/approve", {"device_id": device_id, "site": "Grand Theatre",
-                                                                 **body})
+def approve(hub: Hub, dev: Device, device_id: str = "gate-7", **body: Any) -> dict[str, Any]:
+    return hub.post(f"/provisioning/requests/{dev.serial}/approve",
+                    {"fingerprint": dev.fingerprint, "device_id": device_id, "site": "Grand Theatre", **body})
 
 
 def open_signed(hub: Hub, msg: aiomqtt.Message, kind: str) -> dict[str, Any]:
@@ -127,7 +131,7 @@ async def enroll(hub: Hub, port: int, dev: Device, device_id: str = "gate-7", **
     async with mqtt(port, P.reply(dev.reply_to), **login) as client:
         await client.publish(P.request(dev.serial), dev.request().model_dump_json(), qos=1)
         wait_for(lambda: dev.serial in pending(hub), timeout=5, what="request pending")
-        approve(hub, dev.serial, device_id, group_id=3, config={"volume": 5})
+        approve(hub, dev, device_id, group_id=3, config={"volume": 5})
         reply = ReplyPayload.model_validate(open_signed(hub, await receive(client), KIND_REPLY))
     assert reply.status == "approved" and reply.device_id == device_id and reply.broker is not None
     assert reply.broker.username == device_id and reply.group_id == 3
@@ -169,11 +173,13 @@ async def test_reject_sends_a_signed_rejection(phub: Hub, broker: Mosquitto) -> 
     async with mqtt(broker.port, P.reply(dev.reply_to)) as client:
         await client.publish(P.request(dev.serial), dev.request().model_dump_json(), qos=1)
         wait_for(lambda: dev.serial in pending(phub), timeout=5, what="request pending")
-        phub.post(f"/provisioning/requests/{dev.serial}/reject", {"reason": "not ours"}, status=200)
+        phub.post(f"/provisioning/requests/{dev.serial}/reject", {"fingerprint": dev.fingerprint,
+                                                                  "reason": "not ours"}, status=200)
         reply = ReplyPayload.model_validate(open_signed(phub, await receive(client), KIND_REPLY))
     assert reply.status == "rejected" and reply.reason == "not ours" and reply.sealed is None
     assert pending(phub) == []
-    r = phub.client.post(API + f"/requests/{dev.serial}/approve", json={"device_id": "k1", "site": "x"},
+    r = phub.client.post(API + f"/requests/{dev.serial}/approve",
+                         json={"fingerprint": dev.fingerprint, "device_id": "k1", "site": "x"},
                          headers=phub.admin)
     assert r.status_code == 404
 
@@ -202,7 +208,8 @@ async def test_bad_requests_change_nothing_and_are_logged(phub: Hub, broker: Mos
             assert why in caplog.text
         await client.publish(P.request("GATE-1"), good.model_dump_json(), qos=1)
         wait_for(lambda: pending(phub) == ["GATE-1"], timeout=5, what="good request pending")
-        phub.post("/provisioning/requests/GATE-1/reject", {"reason": "test"}, status=200)
+        phub.post("/provisioning/requests/GATE-1/reject", {"fingerprint": dev.fingerprint, "reason": "test"},
+                  status=200)
         await client.publish(P.request("GATE-1"), good.model_dump_json(), qos=1)  # replayed as it was
         wait_for(lambda: "replayed request" in caplog.text, timeout=5, what="replay refused")
     assert pending(phub) == []
@@ -264,30 +271,44 @@ async def test_hub_key_rotation_overlaps_then_retires(tmp_path: Path, broker: Mo
         show = setup_show(hub)
         old_token = sell(hub, show)["token"]
         old_ring = hub.keyring
+        assert old_ring.to_purposes() == {"1": ["ticket"], "2": ["control"]}  # two keys, two powers
+        assert decode_token(old_token, old_ring).kid == 1
         ops = hub.user("ops1", "ops")
         assert hub.client.post(API + "/keys/rotate", headers=ops).status_code == 403
         async with mqtt(broker.port, P.hub_keys()) as client:
-            assert hub.post("/provisioning/keys/rotate", {})["active_kid"] == 2
+            rotated = hub.post("/provisioning/keys/rotate", {})  # default: the control key
+            assert rotated["kid"] == 3 and rotated["active_kid"] == 3 and rotated["ticket_kid"] == 1
             got = KeysPayload.model_validate(open_envelope(bytes((await receive(client)).payload),
                                                            old_ring, kinds={KIND_KEYS})[1])  # old key signs it
-            assert sorted(got.keys) == ["1", "2"]
-            published = Keyring.from_b64({int(k): v for k, v in got.keys.items()})
+            published = got.keyring()
+            assert published.to_purposes() == {"1": ["ticket"], "2": ["control"], "3": ["control"]}
+            assert hub.post("/provisioning/keys/rotate", {"purpose": "ticket"})["ticket_kid"] == 4
+            got = KeysPayload.model_validate(open_envelope(bytes((await receive(client)).payload),
+                                                           published, kinds={KIND_KEYS})[1])
+            published = got.keyring()
             new_token = sell(hub, show)["token"]
-            assert decode_token(new_token, published).kid == 2  # verifies with the published list
+            assert decode_token(new_token, published).kid == 4  # verifies with the published list
             with pytest.raises(SignatureError):
                 decode_token(new_token, old_ring)  # signed with the new key
             decode_token(old_token, hub.ctx.keyring)  # the hub still trusts the old key
-            assert (tmp_path / "signing.key.2").stat().st_mode & 0o777 == 0o600
-            assert hub.post("/provisioning/keys/retire", {"kid": 1}, status=200)["trusted"] == [2]
+            assert (tmp_path / "control.key.3").stat().st_mode & 0o777 == 0o600
+            assert (tmp_path / "signing.key.4").stat().st_mode & 0o777 == 0o600
+            hub.post("/provisioning/keys/retire", {"kid": 1}, status=200)
+            await receive(client)
+            assert hub.post("/provisioning/keys/retire", {"kid": 2}, status=200)["trusted"] == [3, 4]
+            await receive(client)  # (the retained list may come before the answer)
+        async with mqtt(broker.port, P.hub_keys()) as client:
             got = KeysPayload.model_validate(open_envelope(bytes((await receive(client)).payload),
                                                            published, kinds={KIND_KEYS})[1])
-            assert sorted(got.keys) == ["2"] and got.version == 2
+            assert got.keyring().to_purposes() == {"3": ["control"], "4": ["ticket"]} and got.version == 4
         with pytest.raises(SignatureError):
             decode_token(old_token, hub.ctx.keyring)
-        assert hub.client.post(API + "/keys/retire", json={"kid": 2}, headers=hub.admin).status_code == 409
-    with hub_at(settings(tmp_path, broker.port), True) as hub:  # a restart keeps the active key
-        assert hub.ctx.signer.kid == 2 and hub.ctx.keyring.kids() == [2]
+        for kid in (3, 4):  # the keys the hub signs with cannot be retired
+            assert hub.client.post(API + "/keys/retire", json={"kid": kid}, headers=hub.admin).status_code == 409
+    with hub_at(settings(tmp_path, broker.port), True) as hub:  # a restart keeps the active keys
+        assert hub.ctx.signer.kid == 3 and hub.ctx.token_signer.kid == 4 and hub.ctx.keyring.kids() == [3, 4]
         decode_token(new_token, hub.ctx.keyring)
+        assert decode_token(sell(hub, show)["token"], hub.ctx.keyring).kid == 4
 
 
 async def test_liveness_counts_reboots_and_marks_silent_devices_offline(phub: Hub, broker: Mosquitto) -> None:
@@ -358,3 +379,17 @@ async def _wait_login(sb: SecureMosquitto, user: str, password: str) -> None:
         except aiomqtt.MqttError:
             await asyncio.sleep(0.1)
     raise AssertionError(f"{user} cannot log in with the rotated password")
+
+
+async def test_one_serial_holds_at_most_max_claims_pending_keys(phub: Hub) -> None:
+    from hub.services import enrollment
+
+    devices = [Device("GATE-77") for _ in range(enrollment.MAX_CLAIMS + 1)]
+    refusals = [enrollment.receive(phub.ctx, "GATE-77", d.request(), max_age=600) for d in devices]
+    assert refusals[:-1] == [None] * enrollment.MAX_CLAIMS
+    assert refusals[-1] is not None and "reject some by fingerprint" in refusals[-1]
+    listed = get(phub, "/requests")
+    assert len(listed) == enrollment.MAX_CLAIMS and all(r["contested"] for r in listed)
+    assert devices[-1].fingerprint not in {r["fingerprint"] for r in listed}
+    assert enrollment.receive(phub.ctx, "GATE-77", devices[0].request(), max_age=600) is None  # a retry still counts
+    assert len(get(phub, "/requests")) == enrollment.MAX_CLAIMS

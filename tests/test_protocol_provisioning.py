@@ -6,7 +6,13 @@ import nacl.signing
 import pytest
 
 from protocol.errors import MalformedError, SignatureError
-from protocol.provisioning import EnrollmentRequest, open_secret, seal_secret
+from protocol.provisioning import (
+    EnrollmentRequest,
+    key_fingerprint,
+    normalize_fingerprint,
+    open_secret,
+    seal_secret,
+)
 
 
 def request(key: nacl.signing.SigningKey) -> EnrollmentRequest:
@@ -33,3 +39,21 @@ def test_a_sealed_secret_opens_only_with_its_device_key() -> None:
     assert open_secret(sealed, key) == {"password": "s3cret"}
     with pytest.raises(MalformedError):
         open_secret(sealed, other)
+
+
+def test_the_key_fingerprint_is_64_bits_of_sha256_in_readable_groups() -> None:
+    import base64
+    import hashlib
+
+    key = nacl.signing.SigningKey.generate()
+    req = request(key)
+    fp = key_fingerprint(req.public_key)
+    assert fp == req.fingerprint
+    raw = hashlib.sha256(bytes(key.verify_key)).hexdigest()[:16].upper()
+    assert fp == "-".join(raw[i:i + 4] for i in range(0, 16, 4)) and len(fp) == 19
+    assert key_fingerprint(base64.b64encode(bytes(nacl.signing.SigningKey.generate().verify_key)).decode()) != fp
+    assert normalize_fingerprint(fp.lower().replace("-", " ")) == fp
+    assert normalize_fingerprint(f" {raw} ") == normalize_fingerprint(raw.replace("", ":")[1:-1]) == fp
+    for bad in ("", "AB12-CD34-EF56", "AB12-CD34-EF56-789G", fp + "0"):
+        with pytest.raises(MalformedError):
+            normalize_fingerprint(bad)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -12,8 +13,9 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
+from protocol.provisioning import key_fingerprint
 from provisioning.cli import main
-from provisioning.device import Bootstrap, BootstrapBroker, Identity, enroll
+from provisioning.device import Bootstrap, BootstrapBroker, Identity, device_key, enroll, public_key_b64
 from tests.support.broker import Mosquitto
 from tests.support.net import free_port, wait_for
 from tests.support.processes import ADMIN_PASSWORD, GateProcess, HubProcess
@@ -45,7 +47,8 @@ def test_errors_wrong_password_unreachable_hub_non_ops_user_and_unknown_serial(
     code, _, err = cli(hub_process, "list", user="usher")
     assert code == 1 and "needs the ops role" in err
     monkeypatch.setenv("PROVISION_PASSWORD", ADMIN_PASSWORD)
-    code, _, err = cli(hub_process, "approve", "NOPE-1", "--device-id", "gate-9", "--site", "main")
+    code, _, err = cli(hub_process, "approve", "NOPE-1", "--fingerprint", "0000-0000-0000-0000", "--device-id",
+                       "gate-9", "--site", "main")
     assert code == 1 and "hub refused (404)" in err and "NOPE-1" in err
     code, _, err = cli(hub_process, "config", "set", "gate-9")
     assert code == 2 and "key=value" in err
@@ -77,9 +80,13 @@ async def test_list_approve_config_and_command_flow(
         return "TS-0100" in cli(hub_process, "list", user="ops1")[1]
 
     await asyncio.to_thread(wait_for, listed, 10, "the request listed")
-    code, out, err = await asyncio.to_thread(cli, hub_process, "approve", "TS-0100", "--device-id", "gate-100",
-                                             "--site", "main", "--group", "1", "--channel", "1", user="ops1")
-    assert code == 0 and "approved TS-0100 as gate-100" in out, err
+    fp = key_fingerprint(public_key_b64(device_key(boot.identity_dir)))
+    code, out, _ = await asyncio.to_thread(cli, hub_process, "list", user="ops1")
+    assert fp in out and "is CONTESTED" not in out
+    code, out, err = await asyncio.to_thread(cli, hub_process, "approve", "TS-0100", "--fingerprint", fp.lower(),
+                                             "--device-id", "gate-100", "--site", "main", "--group", "1",
+                                             "--channel", "1", user="ops1")
+    assert code == 0 and f"approved TS-0100 (key {fp}) as gate-100" in out, err
     identity = await asyncio.wait_for(task, 30)
     assert isinstance(identity, Identity) and identity.device_id == "gate-100"
     code, out, _ = await asyncio.to_thread(cli, hub_process, "list", user="ops1")
@@ -87,7 +94,8 @@ async def test_list_approve_config_and_command_flow(
     code, out, err = await asyncio.to_thread(cli, hub_process, "config", "set", "gate-100", "status_interval=5",
                                              user="ops1")
     assert code == 0 and "config version 2" in out, err
-    code, out, err = await asyncio.to_thread(cli, hub_process, "reject", "TS-0100", "--reason", "x", user="ops1")
+    code, out, err = await asyncio.to_thread(cli, hub_process, "reject", "TS-0100", "--fingerprint", fp,
+                                             "--reason", "x", user="ops1")
     assert code == 1 and "hub refused" in err
 
 
@@ -95,7 +103,8 @@ def test_a_gate_agent_enrolls_from_a_bootstrap_is_approved_by_the_cli_and_report
         tmp_path: Path, broker: Mosquitto, hub_process: HubProcess) -> None:
     keys = json.loads(hub_process.keys_file.read_text())
     bootstrap = tmp_path / "bootstrap.toml"
-    hub_keys = ", ".join(f'"{k}" = "{v}"' for k, v in keys.items())
+    hub_keys = ", ".join(f'"{k}" = {{ key = "{v["key"]}", purposes = {json.dumps(v["purposes"])} }}'
+                         for k, v in keys.items())  # as export-keys writes them: each key with its purposes
     bootstrap.write_text(
         f'serial = "TS-0200"\nkind = "gate"\nhardware_model = "rpi4"\nidentity_dir = "{tmp_path / "identity"}"\n'
         f"resend_s = 0.5\nhub_keys = {{ {hub_keys} }}\n"
@@ -107,10 +116,16 @@ def test_a_gate_agent_enrolls_from_a_bootstrap_is_approved_by_the_cli_and_report
     try:
         wait_for(lambda: gate._check_alive() and hub_process.call("GET", "/provisioning/requests"),
                  timeout=15, what="enrollment request at the hub")
+        printed = wait_for(lambda: re.search(r"serial TS-0200 key fingerprint (\S+)", gate.output()), timeout=5,
+                           what="the fingerprint on the gate's stdout")
+        fp = printed.group(1)
+        assert fp == key_fingerprint(hub_process.call("GET", "/provisioning/requests")[0]["public_key"])
+        assert f"key fingerprint {fp}" in gate.logs()
         env = {**os.environ, "PROVISION_PASSWORD": ADMIN_PASSWORD}
         approve = subprocess.run(
             [sys.executable, "-m", "provisioning.cli", "--hub", hub_process.base_url, "--user", "admin", "approve",
-             "TS-0200", "--device-id", "gate-200", "--site", "main", "--group", "1", "--channel", "1"],
+             "TS-0200", "--fingerprint", fp, "--device-id", "gate-200", "--site", "main", "--group", "1",
+             "--channel", "1"],
             env=env, capture_output=True, text=True, timeout=30)
         assert approve.returncode == 0, approve.stderr
         assert ADMIN_PASSWORD not in approve.stdout + approve.stderr

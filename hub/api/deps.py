@@ -45,6 +45,17 @@ async def current_user(ctx: Ctx, creds: Annotated[HTTPAuthorizationCredentials |
     return auth.authenticate(ctx, creds.credentials)
 
 
+async def current_session(ctx: Ctx, creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+                          ) -> tuple[Principal, str]:
+    """The principal and its bearer token (logout revokes the token)."""
+    who = await current_user(ctx, creds)
+    assert creds is not None
+    return who, creds.credentials
+
+
+CurrentSession = Annotated[tuple[Principal, str], Depends(current_session)]
+
+
 def roles(*names: str) -> Callable[[Principal], Awaitable[Principal]]:
     async def check(who: Annotated[Principal, Depends(current_user)]) -> Principal:
         auth.require(who, *names)
@@ -55,7 +66,9 @@ def roles(*names: str) -> Callable[[Principal], Awaitable[Principal]]:
 
 Admin = Annotated[Principal, Depends(roles("admin"))]
 Sales = Annotated[Principal, Depends(roles("admin", "box_office"))]
-TicketReader = Annotated[Principal, Depends(roles("admin", "box_office", "security"))]
+# Reading a ticket by id (holder, phone, ID number, token, QR) is for the roles that sell and refund: ids are
+# sequential, so any role that may read one may read them all (docs/security.md, "People").
+TicketReader = Annotated[Principal, Depends(roles("admin", "box_office"))]
 Checker = Annotated[Principal, Depends(roles("admin", "security", "ops"))]
 Operator = Annotated[Principal, Depends(roles("admin", "ops"))]
 Viewer = Annotated[Principal, Depends(roles(*(r for r in auth.ROLES if r != "kiosk")))]  # staff only

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Any
 
-from hub.api.deps import Admin, Ctx, LimitQuery
+from fastapi import APIRouter, Request
+
+from hub.api.deps import Admin, Ctx, CurrentSession, LimitQuery
 from hub.api.schemas import AuditOut, LoginIn, LoginOut, UserIn, UserOut
 from hub.services import auth
 
@@ -17,18 +19,31 @@ def health() -> dict[str, str]:
 
 
 @router.get("/keys", tags=["system"])
-def keys(ctx: Ctx) -> dict[str, dict[str, str]]:
-    return {"keys": {str(k): v for k, v in ctx.keyring.to_b64().items()}}
+def keys(ctx: Ctx) -> dict[str, dict[str, dict[str, Any]]]:
+    """The hub keys file for devices: ``{"keys": {"1": {"key": "<b64>", "purposes": ["ticket"]}, ...}}``."""
+    return {"keys": ctx.keyring.to_entries()}
 
 
-@router.post("/auth/login", tags=["auth"])
-def login(body: LoginIn, ctx: Ctx) -> LoginOut:
-    return LoginOut(**auth.login(ctx, body.username, body.password))
+@router.post("/auth/login", tags=["auth"],
+             responses={401: {"description": "wrong user name or password"},
+                        429: {"description": "too many wrong passwords for this user or from this address: "
+                                             "wait Retry-After seconds (also retry_after in the body)"}})
+def login(body: LoginIn, request: Request, ctx: Ctx) -> LoginOut:
+    # The TCP peer, never a header the caller writes (X-Forwarded-For is not trusted).
+    address = request.client.host if request.client is not None else None
+    return LoginOut(**auth.login(ctx, body.username, body.password, address))
+
+
+@router.post("/auth/logout", tags=["auth"], status_code=204)
+def logout(ctx: Ctx, session: CurrentSession) -> None:
+    """Revoke the login token of this request (any role): from now on it gets 401."""
+    who, token = session
+    auth.logout(ctx, who, token)
 
 
 @router.post("/users", tags=["users"], status_code=201)
 def create_user(body: UserIn, ctx: Ctx, who: Admin) -> UserOut:
-    return UserOut(**auth.create_user(ctx, who, body.username, body.password, body.role))
+    return UserOut(**auth.create_user(ctx, who, body.username, body.password, body.role, body.device_id))
 
 
 @router.get("/users", tags=["users"])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Response
 
 from hub.api.deps import (
@@ -28,18 +30,24 @@ from hub.api.schemas import (
     TokenOut,
 )
 from hub.services import checkins, devices, tickets, whitelist
+from hub.services.context import Principal
 
 router = APIRouter()
 
 
+def _ticket_out(row: dict[str, Any], who: Principal) -> TicketOut:
+    """Phone and ID numbers in full only for the roles that sell and refund (tickets.FULL_HOLDER_ROLES)."""
+    return TicketOut(**tickets.for_role(row, who.role))
+
+
 @router.post("/tickets", tags=["tickets"], status_code=201)
 def sell(body: TicketIn, ctx: Ctx, who: Sales) -> TicketOut:
-    return TicketOut(**tickets.sell(ctx, who, **body.model_dump()))
+    return _ticket_out(tickets.sell(ctx, who, **body.model_dump()), who)
 
 
 @router.get("/tickets/{ticket_id}", tags=["tickets"])
-def get_ticket(ticket_id: IdPath, ctx: Ctx, _who: TicketReader) -> TicketOut:
-    return TicketOut(**tickets.get(ctx, ticket_id))
+def get_ticket(ticket_id: IdPath, ctx: Ctx, who: TicketReader) -> TicketOut:
+    return _ticket_out(tickets.get(ctx, ticket_id), who)
 
 
 @router.get("/tickets/{ticket_id}/token", tags=["tickets"])
@@ -54,19 +62,21 @@ def get_qr(ticket_id: IdPath, ctx: Ctx, _who: TicketReader) -> Response:
 
 @router.post("/tickets/{ticket_id}/refund", tags=["tickets"])
 def refund(ticket_id: IdPath, body: CancelIn, ctx: Ctx, who: Sales) -> TicketOut:
-    return TicketOut(**tickets.cancel(ctx, who, ticket_id, "refunded", body.reason))
+    return _ticket_out(tickets.cancel(ctx, who, ticket_id, "refunded", body.reason), who)
 
 
 @router.post("/tickets/{ticket_id}/void", tags=["tickets"])
 def void(ticket_id: IdPath, body: CancelIn, ctx: Ctx, who: Sales) -> TicketOut:
-    return TicketOut(**tickets.cancel(ctx, who, ticket_id, "void", body.reason))
+    return _ticket_out(tickets.cancel(ctx, who, ticket_id, "void", body.reason), who)
 
 
-@router.post("/checkins/online", tags=["checkins"])
-async def online_check(body: OnlineCheckIn, ctx: Ctx, _who: Checker) -> OnlineCheckOut:
+@router.post("/checkins/online", tags=["checkins"], responses={403: {"description": "device_id names a device "
+                                                                                    "other than this login's"}})
+async def online_check(body: OnlineCheckIn, ctx: Ctx, who: Checker) -> OnlineCheckOut:
     # Runs on the event loop: one short SQLite write (well under a millisecond) costs less than the
     # thread-pool hop, and handhelds wait on this answer with a 500 ms budget.
-    return OnlineCheckOut(**checkins.online_check(ctx, body.token, body.channel_id, body.device_id,
+    device_id = checkins.device_of(ctx, who, body.device_id)  # from the login, never from the body
+    return OnlineCheckOut(**checkins.online_check(ctx, body.token, body.channel_id, device_id,
                                                   event_id=body.event_id))
 
 

@@ -79,6 +79,9 @@ class GateOut(BaseModel):
     reported_at: float | None
     confirmed: bool = Field(description="reported seq >= current seq and reported state == wanted")
     confirmed_at: float | None = Field(description="when the hub received the confirming report")
+    stale: list[str] = Field(default_factory=list,
+                             description="parts the device reports stale (whitelist, keys): it cannot verify what "
+                                         "the hub sends and must be re-keyed (docs/security.md, Keys)")
 
 
 class ZoneOut(BaseModel):

@@ -14,9 +14,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from hub.api.deps import Admin, Ctx, DeviceIdPath, EventIdPath, Operator
 from hub.errors import NotFound
 from hub.provisioning_link import ProvisioningLink
-from hub.services import device_admin, enrollment
+from hub.services import device_admin, enrollment, signing_keys
 from hub.services.context import HubContext
 from protocol.bounds import DEVICE_ID_PATTERN, JsonObject, OptId
+from protocol.provisioning import normalize_fingerprint
 
 SerialPath = Annotated[str, Path(pattern=DEVICE_ID_PATTERN, description="the serial the device enrolled with")]
 
@@ -43,12 +44,21 @@ class RequestOut(BaseModel):
     hardware_model: str
     software_version: str
     public_key: str
+    fingerprint: str = Field(description="the key's fingerprint, as the device prints it (AB12-CD34-EF56-7890)")
+    contested: bool = Field(description="another key claims the same serial: approve only the fingerprint "
+                                        "the device itself shows")
     at: float = Field(description="device clock when it asked")
     received_at: float
     status: str
 
 
+_FINGERPRINT = Field(None, max_length=40, examples=["AB12-CD34-EF56-7890"],
+                     description="required: the key fingerprint the device prints when it enrols (see GET "
+                                 "/requests); a missing or wrong one is refused (422 / 409)")
+
+
 class ApproveIn(_In):
+    fingerprint: str | None = _FINGERPRINT
     device_id: str = Field(pattern=DEVICE_ID_PATTERN, description="also the device's broker login")
     site: str = Field(min_length=1, max_length=100)
     group_id: OptId = None
@@ -59,6 +69,10 @@ class ApproveIn(_In):
 
 class ReasonIn(_In):
     reason: str = Field(min_length=1, max_length=200)
+
+
+class RejectIn(ReasonIn):
+    fingerprint: str | None = _FINGERPRINT
 
 
 class ConfigIn(_In):
@@ -77,6 +91,12 @@ class RotateIn(_In):
 
 class RetireIn(_In):
     kid: int = Field(ge=0, le=255)
+
+
+class KeyRotateIn(_In):
+    purpose: Literal["control", "ticket"] = Field(
+        "control", description="control: the key of every envelope (emergency, commands, configs, whitelists); "
+                               "ticket: the key of ticket tokens")
 
 
 class CommandOut(BaseModel):
@@ -115,22 +135,25 @@ class DeviceOut(BaseModel):
 
 @router.get("/requests")
 def requests(ctx: Ctx, _who: Operator) -> list[RequestOut]:
-    """Pending enrollment requests, oldest first."""
+    """Pending enrollment requests, oldest first, with key fingerprints; a serial claimed by two keys is
+    ``contested`` (both listed)."""
     return [RequestOut(**r) for r in enrollment.pending(ctx)]
 
 
 @router.post("/requests/{serial}/approve", status_code=201)
 async def approve(serial: SerialPath, body: ApproveIn, ctx: Ctx, link: Link, who: Operator) -> DeviceOut:
-    """Create the device's broker login, store it, send it the signed reply and its first config."""
-    await link.approve(who, serial, enrollment.Approval(body.device_id, body.site, body.group_id, body.channel_id,
-                                                        body.kind, body.config))
+    """Approve the request of ``serial`` whose key has ``fingerprint``: create the device's broker login,
+    store it, send it the signed reply and its first config. Other keys claiming the serial are rejected."""
+    await link.approve(who, serial, body.fingerprint, enrollment.Approval(
+        body.device_id, body.site, body.group_id, body.channel_id, body.kind, body.config))
     return await asyncio.to_thread(_device, ctx, body.device_id)
 
 
 @router.post("/requests/{serial}/reject")
-async def reject(serial: SerialPath, body: ReasonIn, link: Link, who: Operator) -> dict[str, str]:
-    await link.reject(who, serial, body.reason)
-    return {"serial": serial, "status": "rejected"}
+async def reject(serial: SerialPath, body: RejectIn, link: Link, who: Operator) -> dict[str, str]:
+    """Reject the request of ``serial`` whose key has ``fingerprint`` (other keys of the serial stay pending)."""
+    await link.reject(who, serial, body.fingerprint, body.reason)
+    return {"serial": serial, "fingerprint": normalize_fingerprint(body.fingerprint or ""), "status": "rejected"}
 
 
 def _device(ctx: HubContext, device_id: str) -> DeviceOut:
@@ -179,14 +202,16 @@ def command_state(command_id: EventIdPath, ctx: Ctx, _who: Operator) -> CommandO
 
 
 @router.post("/keys/rotate", status_code=201)
-async def rotate_keys(ctx: Ctx, link: Link, who: Admin) -> dict[str, Any]:
-    """Make key n+1 and sign with it from now on; devices get {old, new}, signed with the old key."""
-    kid = await link.rotate_keys(who)
-    return {"active_kid": kid, "trusted": ctx.keyring.kids()}
+async def rotate_keys(ctx: Ctx, link: Link, who: Admin, body: KeyRotateIn | None = None) -> dict[str, Any]:
+    """Make key n+1 for ``purpose`` (default control) and sign with it from now on; devices get {old keys,
+    new}, signed with the old control key. Answers the new ``kid``, ``active_kid`` (control), ``ticket_kid``
+    and every trusted key id with its purposes."""
+    kid = await link.rotate_keys(who, (body or KeyRotateIn()).purpose)
+    return {"kid": kid, **signing_keys.summary(ctx)}
 
 
 @router.post("/keys/retire")
 async def retire_key(body: RetireIn, ctx: Ctx, link: Link, who: Admin) -> dict[str, Any]:
     """Stop trusting an old key id (devices get the shorter list, signed with the active key)."""
     await link.retire_key(who, body.kid)
-    return {"active_kid": ctx.signer.kid, "trusted": ctx.keyring.kids()}
+    return signing_keys.summary(ctx)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from protocol.bounds import (
     DEVICE_ID_PATTERN,
@@ -37,12 +37,16 @@ class UserIn(_In):
     username: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.@-]+$")
     password: str = Field(min_length=8, max_length=256)
     role: str = Field(max_length=40)
+    device_id: str | None = Field(None, pattern=DEVICE_ID_PATTERN,
+                                  description="a device's own login (handheld, kiosk): its online checks are "
+                                              "recorded under this device id and it may name no other")
 
 
 class UserOut(BaseModel):
     id: int
     username: str
     role: str
+    device_id: str | None = None
 
 
 class VenueIn(_In):
@@ -61,7 +65,7 @@ class PerformanceIn(_In):
     doors_open: TokenDatetime
     starts_at: TokenDatetime
     ends_at: TokenDatetime
-    print_replaces_eticket: bool = Field(True, description="a ticket printed at a kiosk replaces the e-ticket: "
+    print_replaces_eticket: StrictBool = Field(True, description="a ticket printed at a kiosk replaces the e-ticket: "
                                                            "the e-ticket's QR code is revoked, the paper one is new")
 
 
@@ -91,7 +95,7 @@ class GroupIn(_In):
     name: str = Field(min_length=1, max_length=MAX_NAME)
     venue_id: Id
     performance_ids: list[Id] = Field(default_factory=list, max_length=MAX_LIST)
-    admit_unlisted: bool = Field(True, description="offline gates admit validly signed tickets newer than their "
+    admit_unlisted: StrictBool = Field(True, description="offline gates admit validly signed tickets newer than their "
                                                    "whitelist; the hub checks them when they arrive")
     counter_group_id: OptId = Field(None, description="count entries together with this group (same venue)")
 
@@ -153,7 +157,9 @@ class TokenOut(BaseModel):
 class OnlineCheckIn(_In):
     token: str = Field(max_length=4096)
     channel_id: Id
-    device_id: str = Field("hub-online", pattern=DEVICE_ID_PATTERN)
+    device_id: str | None = Field(None, pattern=DEVICE_ID_PATTERN,
+                                  description="optional: the device id comes from the login (its users.device_id, "
+                                              "else 'hub-online'); naming another device is refused (403)")
     event_id: str | None = Field(None, pattern=EVENT_ID_PATTERN,
                                  description="the device's own event id: a retried check returns the first answer")
 
@@ -170,6 +176,9 @@ class OnlineCheckOut(BaseModel):
                                                     "cool-down over); also in text_en / text_zh")
     credit: bool = Field(False, description="admitted on persons given back by a partial annulment")
     hint: list[str] = Field(default_factory=list, description="latecomer: the channels that still admit")
+    signed: str | None = Field(None, description="base64 of the hub-signed envelope (kind checkin.online_answer: "
+                                                 "event_id, device_id, ticket_id, reason, persons, credit, at); a "
+                                                 "handheld acts only on this, checked against its hub keys")
 
 
 class CheckinOut(BaseModel):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from protocol.bounds import MAX_LIST, MAX_NAME, Count, Id, JsonObject, OptId, TokenDatetime, TypeId
 
@@ -23,28 +23,28 @@ class PerformancePatch(_In):
     doors_open: TokenDatetime | None = None
     starts_at: TokenDatetime | None = None
     ends_at: TokenDatetime | None = None
-    print_replaces_eticket: bool | None = None
-    retired: bool | None = Field(None, description="retired: no more sales; tickets sold stay valid")
+    print_replaces_eticket: StrictBool | None = None
+    retired: StrictBool | None = Field(None, description="retired: no more sales; tickets sold stay valid")
 
 
 class TicketTypePatch(_In):
     name: str | None = Field(None, min_length=1, max_length=100)
     name_zh: str | None = Field(None, min_length=1, max_length=100)
     price_cents: Count | None = None
-    retired: bool | None = Field(None, description="retired: no more sales of this type")
+    retired: StrictBool | None = Field(None, description="retired: no more sales of this type")
 
 
 class ChannelPatch(_In):
     name: str | None = Field(None, min_length=1, max_length=MAX_NAME)
     ticket_type_ids: list[TypeId] | None = Field(None, max_length=MAX_LIST)
     max_entries: int | None = Field(None, ge=1, le=255)
-    retired: bool | None = Field(None, description="retired: the channel's gates refuse with channel_closed")
+    retired: StrictBool | None = Field(None, description="retired: the channel's gates refuse with channel_closed")
 
 
 class GroupPatch(_In):
     name: str | None = Field(None, min_length=1, max_length=MAX_NAME)
     performance_ids: list[Id] | None = Field(None, max_length=MAX_LIST)
-    admit_unlisted: bool | None = None
+    admit_unlisted: StrictBool | None = None
     counter_group_id: OptId = Field(None, description="count entries with this group of the same venue; "
                                                       "null: count on its own")
 
@@ -77,7 +77,7 @@ class SupervisorPatch(_In):
     name: str | None = Field(None, min_length=1, max_length=64)
     pin: str | None = Field(None, pattern=r"^[0-9]{4,12}$", description="a new PIN")
     card_uid: str | None = Field(None, max_length=40, description='a new card UID, hex; "" removes the card')
-    retired: bool | None = None
+    retired: StrictBool | None = None
 
 
 class SupervisorOut(BaseModel):

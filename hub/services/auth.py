@@ -1,4 +1,11 @@
-"""Users, passwords (argon2), bearer tokens (stored only as SHA-256) and the audit log."""
+"""Users, passwords (argon2), bearer tokens (stored only as SHA-256), login throttling and the audit log.
+
+Wrong passwords are counted in the database (table ``login_throttle``) per user name and per source
+address, so a lock-out holds across restarts and for every hub process on the same database. A locked
+name or address is refused (429, ``Retry-After``) even with the right password until the wait ends. An
+unknown user name costs one Argon2 verification like a wrong password, so the answer time does not tell
+which names exist.
+"""
 
 from __future__ import annotations
 
@@ -9,42 +16,59 @@ from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import delete, func, insert, literal_column, select
+from sqlalchemy import case, delete, func, insert, literal_column, select, update
 from sqlalchemy.exc import IntegrityError
 
-from hub.errors import Conflict, Forbidden, Invalid, Unauthenticated
+from hub.errors import Conflict, Forbidden, Invalid, LoginLocked, Unauthenticated
 from hub.services.context import HubContext, Principal, row_dict
-from hub.tables import audit_log, sessions, users
+from hub.tables import audit_log, login_throttle, sessions, users
+from protocol.topics import check_device_id
 
 log = logging.getLogger(__name__)
 ROLES = ("admin", "box_office", "security", "ops", "viewer", "kiosk")
 _hasher = PasswordHasher()
+MAX_PASSWORD = 256  # characters, at login and when a user is created (a longer one is a 422 / Invalid)
+# Verified instead when the user name is unknown: the answer takes as long as for a wrong password.
+_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
 
 
 def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def create_user(ctx: HubContext, who: Principal, username: str, password: str, role: str) -> dict[str, Any]:
+def create_user(ctx: HubContext, who: Principal, username: str, password: str, role: str,
+                device_id: str | None = None) -> dict[str, Any]:
+    """``device_id``: this is a device's own login (a handheld, a kiosk); its online checks are recorded
+    under that device id and it may name no other."""
     if role not in ROLES:
         raise Invalid(f"role {role!r} is unknown; use one of {', '.join(ROLES)}")
     if len(password) < 8:
         raise Invalid("the password is too short; use at least 8 characters")
+    if len(password) > MAX_PASSWORD:
+        raise Invalid(f"the password is too long; use at most {MAX_PASSWORD} characters")
+    if device_id is not None:
+        try:
+            check_device_id(device_id)
+        except ValueError as exc:
+            raise Invalid(f"device id {device_id!r}: {exc}") from exc
     hashed = _hasher.hash(password)
     try:
         with ctx.db.write() as conn:
-            user_id: int = conn.execute(insert(users).values(username=username, password_hash=hashed, role=role,
-                                                        created_at=ctx.clock()).returning(literal_column("id"))).scalar_one()
-            ctx.audit(conn, who, "user.create", f"user:{user_id}", f"username={username} role={role}")
+            user_id: int = conn.execute(insert(users).values(
+                username=username, password_hash=hashed, role=role, device_id=device_id,
+                created_at=ctx.clock()).returning(literal_column("id"))).scalar_one()
+            ctx.audit(conn, who, "user.create", f"user:{user_id}",
+                      f"username={username} role={role}" + (f" device={device_id}" if device_id else ""))
     except IntegrityError as exc:
-        raise Conflict(f"user {username!r} already exists; choose another name") from exc
+        raise Conflict(f"user {username!r} (or a login of device {device_id!r}) already exists; "
+                       "choose another name") from exc
     log.info("created user %s with role %s", username, role)
-    return {"id": user_id, "username": username, "role": role}
+    return {"id": user_id, "username": username, "role": role, "device_id": device_id}
 
 
 def list_users(ctx: HubContext) -> list[dict[str, Any]]:
     with ctx.db.read() as conn:
-        rows = conn.execute(select(users.c.id, users.c.username, users.c.role, users.c.created_at)
+        rows = conn.execute(select(users.c.id, users.c.username, users.c.role, users.c.device_id, users.c.created_at)
                             .order_by(users.c.id)).all()
     return [row_dict(r) for r in rows]
 
@@ -62,24 +86,106 @@ def bootstrap_admin(ctx: HubContext, username: str, password: str) -> None:
     create_user(ctx, Principal(None, "bootstrap", "admin"), username, password, "admin")
 
 
-def login(ctx: HubContext, username: str, password: str) -> dict[str, Any]:
+def _throttle_keys(username: str, address: str | None) -> dict[str, int]:
+    """Counter keys of one attempt, each with its limit filled in by the caller."""
+    keys = {f"user:{username.casefold()[:190]}": 0}
+    if address:
+        keys[f"addr:{address[:190]}"] = 0
+    return keys
+
+
+def _limits(ctx: HubContext, keys: dict[str, int]) -> dict[str, int]:
+    return {k: ctx.login.max_failures if k.startswith("user:") else ctx.login.address_max_failures for k in keys}
+
+
+def locked_for(ctx: HubContext, username: str, address: str | None) -> float:
+    """Seconds until ``username`` and ``address`` may try again (0: now)."""
+    now = ctx.clock()
+    with ctx.db.read() as conn:
+        until = conn.execute(select(func.max(login_throttle.c.locked_until))
+                             .where(login_throttle.c.key.in_(list(_throttle_keys(username, address))))).scalar()
+    return max(0.0, float(until) - now) if until is not None else 0.0
+
+
+def _count_failure(ctx: HubContext, username: str, address: str | None) -> tuple[dict[str, int], float]:
+    """Count one wrong password against the name and the address; lock any that reached its limit.
+
+    Each counter is bumped by one UPDATE (the first statement of the write transaction), so hub
+    processes sharing the database never lose a count. Returns the counts and the lock-out (0: none).
+    """
+    now, policy = ctx.clock(), ctx.login
+    limits = _limits(ctx, _throttle_keys(username, address))
+    t = login_throttle
+    fresh = t.c.window_start < now - policy.window
+    counts: dict[str, int] = {}
+    locked = 0.0
+    with ctx.db.write() as conn:
+        for key, limit in limits.items():
+            bumped = conn.execute(update(t).where(t.c.key == key).values(
+                failures=case((fresh, 1), else_=t.c.failures + 1),
+                window_start=case((fresh, now), else_=t.c.window_start))).rowcount
+            if not bumped:
+                try:
+                    with conn.begin_nested():
+                        conn.execute(insert(t).values(key=key, failures=1, window_start=now, locked_until=None))
+                except IntegrityError:  # another hub process inserted it just now
+                    conn.execute(update(t).where(t.c.key == key).values(failures=t.c.failures + 1))
+            failures = int(conn.execute(select(t.c.failures).where(t.c.key == key)).scalar_one())
+            counts[key] = failures
+            if failures >= limit:
+                conn.execute(update(t).where(t.c.key == key).values(failures=0, window_start=now,
+                                                                    locked_until=now + policy.lockout))
+                locked = policy.lockout
+        detail = f"from {address or '?'}; " + ", ".join(f"{k.split(':')[0]} {n}/{limits[k]}" for k, n in counts.items())
+        ctx.audit(conn, Principal(None, username[:64], "none"), "auth.login_failed", f"user:{username[:120]}",
+                  detail + (f"; locked for {locked:.0f} s" if locked else ""))
+    return counts, locked
+
+
+def login(ctx: HubContext, username: str, password: str, address: str | None = None) -> dict[str, Any]:
+    """A session token, or Unauthenticated (wrong name or password) / LoginLocked (too many of those)."""
+    if len(password) > MAX_PASSWORD:
+        raise Invalid(f"the password is too long; use at most {MAX_PASSWORD} characters")
+    wait = locked_for(ctx, username, address)
+    if wait > 0:
+        with ctx.db.write() as conn:
+            ctx.audit(conn, Principal(None, username[:64], "none"), "auth.login_locked", f"user:{username[:120]}",
+                      f"from {address or '?'}; refused without checking the password, {wait:.0f} s left")
+        log.warning("refused a login for user %s from %s: locked for %.0f s", username, address, wait)
+        raise LoginLocked(wait)
     with ctx.db.read() as conn:
         user = conn.execute(select(users).where(users.c.username == username)).first()
     try:
+        _hasher.verify(_DUMMY_HASH if user is None else user.password_hash, password)
         if user is None:
             raise VerificationError("no such user")
-        _hasher.verify(user.password_hash, password)
     except (VerificationError, InvalidHashError) as exc:
-        log.info("failed login for user %s", username)
+        log.info("failed login for user %s from %s", username, address)
+        _counts, locked = _count_failure(ctx, username, address)
+        if locked:
+            raise LoginLocked(locked) from exc
         raise Unauthenticated("wrong user name or password; check both and try again") from exc
     token = secrets.token_urlsafe(32)
     now = ctx.clock()
-    expires = now + ctx.token_ttl
+    ttl = min(ctx.token_ttl, ctx.login.security_token_ttl_hours * 3600) if user.role == "security" else ctx.token_ttl
+    expires = now + ttl
     with ctx.db.write() as conn:
         conn.execute(delete(sessions).where(sessions.c.expires_at < now))
+        conn.execute(delete(login_throttle).where(login_throttle.c.key == f"user:{username.casefold()[:190]}"))
         conn.execute(insert(sessions).values(token_hash=_token_hash(token), user_id=user.id, expires_at=expires))
-        ctx.audit(conn, Principal(user.id, user.username, user.role), "auth.login", f"user:{user.id}")
+        ctx.audit(conn, Principal(user.id, user.username, user.role), "auth.login", f"user:{user.id}",
+                  f"from {address or '?'}")
     return {"token": token, "role": user.role, "expires_at": expires}
+
+
+def logout(ctx: HubContext, who: Principal, token: str) -> None:
+    """Revoke ``token``: this hub process refuses it at once, other processes within SESSION_CACHE_SECONDS."""
+    key = _token_hash(token)
+    ctx.session_cache.pop(key, None)
+    with ctx.db.write() as conn:
+        conn.execute(delete(sessions).where(sessions.c.token_hash == key))
+        ctx.audit(conn, who, "auth.logout", f"user:{who.user_id}")
+    ctx.session_cache.pop(key, None)
 
 
 SESSION_CACHE_SECONDS = 30.0  # a looked-up login token is trusted this long without a database read
@@ -92,14 +198,14 @@ def authenticate(ctx: HubContext, token: str) -> Principal:
     if cached is not None and cached[1] > now:
         return cached[0]
     with ctx.db.read() as conn:
-        row = conn.execute(select(users.c.id, users.c.username, users.c.role, sessions.c.expires_at)
+        row = conn.execute(select(users.c.id, users.c.username, users.c.role, users.c.device_id, sessions.c.expires_at)
                            .select_from(sessions.join(users, users.c.id == sessions.c.user_id))
                            .where(sessions.c.token_hash == key)).first()
     if row is None or row.expires_at < now:
         ctx.session_cache.pop(key, None)
         raise Unauthenticated("the login token is missing, unknown or expired; log in again at "
                               "POST /api/v1/auth/login")
-    who = Principal(row.id, row.username, row.role)
+    who = Principal(row.id, row.username, row.role, row.device_id)
     if len(ctx.session_cache) > 10_000:
         ctx.session_cache.clear()
     ctx.session_cache[key] = (who, min(now + SESSION_CACHE_SECONDS, row.expires_at))

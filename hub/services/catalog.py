@@ -88,6 +88,15 @@ def list_ticket_types(ctx: HubContext) -> list[dict[str, Any]]:
     return _list(ctx, ticket_types)
 
 
+def check_venue_performances(conn: Connection, venue_id: int, performance_ids: Sequence[int]) -> None:
+    """A group's performances are its venue's: their days and weekdays are the venue's."""
+    others = sorted(conn.execute(select(performances.c.id).where(
+        performances.c.id.in_(set(performance_ids)), performances.c.venue_id != venue_id)).scalars())
+    if others:
+        raise Invalid(f"performance_ids: performance {', '.join(map(str, others))} is at another venue; "
+                      "a check-in group holds performances of its own venue only")
+
+
 def check_link(conn: Connection, group_id: int | None, venue_id: int, counter_group_id: int) -> None:
     """A group may count with another group of its venue that counts on its own (no chains, no cycles)."""
     if counter_group_id == group_id:
@@ -114,6 +123,7 @@ def create_group(ctx: HubContext, who: Principal, name: str, venue_id: int, perf
     with ctx.db.write() as conn:
         _exists(conn, venues, [venue_id], "venue", "venues")
         _exists(conn, performances, performance_ids, "performance", "performances")
+        check_venue_performances(conn, venue_id, performance_ids)
         if counter_group_id is not None:
             check_link(conn, None, venue_id, counter_group_id)
         gid: int = conn.execute(insert(checkin_groups).values(name=name, venue_id=venue_id, seq=0,

@@ -9,16 +9,18 @@ performance or ticket type is no longer sold, a retired channel refuses with ``c
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Table, delete, insert, select, update
 
 from hub.errors import Invalid, NotFound
-from hub.services.catalog import check_link, check_timezone, get_group
+from hub.services.catalog import check_link, check_timezone, check_venue_performances, get_group
 from hub.services.context import HubContext, Outgoing, Principal, row_dict
 from hub.services.rulebook import forget
 from hub.services.scopes import rescope
+from hub.services.usage import recount
 from hub.services.whitelist import emit_entry_deltas, emit_rules_delta, entry_of
 from hub.tables import (
     channel_types,
@@ -27,6 +29,7 @@ from hub.tables import (
     group_performances,
     performances,
     ticket_types,
+    ticket_usage,
     tickets,
     venues,
 )
@@ -58,6 +61,15 @@ def _groups_of_performance(conn: Connection, performance_id: int) -> list[int]:
                                .where(group_performances.c.performance_id == performance_id)).scalars())
 
 
+def _recount_venue_days(ctx: HubContext, conn: Connection, groups: Sequence[int]) -> list[Outgoing]:
+    """The venue's day changed meaning: replay every usage counted in its groups' scopes in the new zone
+    (a once-a-day pass used "today" stays used today), and send gates the "used" deltas that differ."""
+    forget(ctx)
+    pairs = {(int(r[0]), int(r[1])) for r in conn.execute(select(ticket_usage.c.ticket_id, ticket_usage.c.scope_id)
+                             .where(ticket_usage.c.scope_id.in_(list(groups))))}
+    return recount(ctx, conn, pairs) if pairs else []
+
+
 def patch_venue(ctx: HubContext, who: Principal, venue_id: int, changes: dict[str, Any]) -> dict[str, Any]:
     values = _given(changes)
     if "timezone" in values:
@@ -71,6 +83,7 @@ def patch_venue(ctx: HubContext, who: Principal, venue_id: int, changes: dict[st
             groups = conn.execute(select(checkin_groups.c.id).where(checkin_groups.c.venue_id == venue_id)
                                   .order_by(checkin_groups.c.id)).scalars().all()
             outgoing = [emit_rules_delta(ctx, conn, g) for g in groups]
+            outgoing += _recount_venue_days(ctx, conn, groups)
         ctx.audit(conn, who, "venue.update", f"venue:{venue_id}", _detail(values))
         out = row_dict(conn.execute(select(venues).where(venues.c.id == venue_id)).one())
     publish(ctx, outgoing)
@@ -152,6 +165,7 @@ def patch_group(ctx: HubContext, who: Principal, group_id: int, changes: dict[st
             if wanted - found:
                 raise NotFound(f"performance_ids: performance {', '.join(map(str, sorted(wanted - found)))} "
                                "does not exist; see GET /api/v1/performances")
+            check_venue_performances(conn, row.venue_id, sorted(wanted))
             old = set(conn.execute(select(group_performances.c.performance_id)
                                    .where(group_performances.c.group_id == group_id)).scalars())
             added = wanted - old

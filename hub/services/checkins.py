@@ -8,12 +8,14 @@ from typing import Any
 
 from sqlalchemy import Connection, bindparam, insert, select
 
-from hub.services.context import HubContext, Outgoing, row_dict
+from hub.errors import Forbidden
+from hub.services.context import HubContext, Outgoing, Principal, row_dict
 from hub.services.rulebook import cached_rules, group_of_channel, topology
 from hub.services.usage import TICKET_COLUMNS, entry_with_usage, recount, usage_of
 from hub.tables import checkin_events, ticket_usage, tickets
 from protocol.decision import Decision, UsageHistory, decision_for_error, explain, validate
 from protocol.errors import MalformedError, SignatureError
+from protocol.online import OnlineAnswer, seal_answer
 from protocol.reasons import Reason
 from protocol.token import TicketToken, decode_token
 from protocol.usage import NO_USAGE
@@ -51,13 +53,32 @@ def _answer(event_id: str, decision: Decision, now: float | None = None) -> dict
             "next_at": decision.next_at, "credit": decision.credit, "hint": list(decision.hint)}
 
 
-def _earlier_answer(conn: Connection, event_id: str) -> dict[str, Any] | None:
+def _earlier_answer(conn: Connection, event_id: str) -> tuple[dict[str, Any], float] | None:
+    """The first answer to ``event_id`` and when it was decided (so its signed form is the same again)."""
     row = conn.execute(select(checkin_events.c.reason, checkin_events.c.ticket_id, checkin_events.c.persons,
-                              checkin_events.c.credit)
+                              checkin_events.c.credit, checkin_events.c.received_at)
                        .where(checkin_events.c.event_id == event_id)).first()
     if row is None:
         return None
-    return _answer(event_id, Decision(Reason(row.reason), row.ticket_id, persons=row.persons, credit=row.credit))
+    decision = Decision(Reason(row.reason), row.ticket_id, persons=row.persons, credit=row.credit)
+    return _answer(event_id, decision), float(row.received_at)
+
+
+ONLINE_DEVICE = "hub-online"  # the device id of an online check by a login that is not a device's own
+
+
+def device_of(ctx: HubContext, who: Principal, named: str | None) -> str:
+    """The device id an online check is recorded under: the login's own (users.device_id), else
+    ONLINE_DEVICE. A body that names another device is refused and audited as a security event."""
+    own = who.device_id or ONLINE_DEVICE
+    if named is not None and named != own:
+        with ctx.db.write() as conn:
+            ctx.audit(conn, who, "security.device_mismatch", f"device:{named[:100]}",
+                      f"online check naming device {named!r} by {who.username}, whose device is {own!r}; refused")
+        log.warning("refused an online check by %s naming device %s (its own: %s)", who.username, named, own)
+        raise Forbidden(f"this login checks in as device {own!r}, not {named!r}; log in with that device's "
+                        "own user (or leave device_id out)")
+    return own
 
 
 def online_check(ctx: HubContext, token_text: str, channel_id: int, device_id: str,
@@ -78,7 +99,7 @@ def online_check(ctx: HubContext, token_text: str, channel_id: int, device_id: s
     outgoing: list[Outgoing] = []
     with ctx.db.write() as conn:
         if (earlier := _earlier_answer(conn, event_id)) is not None:
-            return earlier
+            return _signed(ctx, device_id, *earlier)
         group_id, decision, scope = _decide(ctx, conn, token, channel_id, error, now)
         conn.execute(_INSERT_EVENT, dict(
             event_id=event_id, device_id=device_id, group_id=group_id, channel_id=channel_id, device_seq=0,
@@ -89,7 +110,15 @@ def online_check(ctx: HubContext, token_text: str, channel_id: int, device_id: s
         if decision.admitted and decision.ticket_id is not None:
             outgoing = recount(ctx, conn, {(decision.ticket_id, scope)})
     ctx.publish_all(outgoing)
-    return _answer(event_id, decision, now)
+    return _signed(ctx, device_id, _answer(event_id, decision, now), now)
+
+
+def _signed(ctx: HubContext, device_id: str, answer: dict[str, Any], now: float) -> dict[str, Any]:
+    """``answer`` with ``signed``: the hub-signed envelope (base64) of what a handheld acts on, bound to the
+    device and the scan's event id (protocol.online), so no one without the hub's key can admit anyone."""
+    sealed = OnlineAnswer(event_id=answer["event_id"], device_id=device_id, ticket_id=answer["ticket_id"],
+                          reason=Reason(answer["reason"]), persons=answer["persons"], credit=answer["credit"], at=now)
+    return {**answer, "signed": seal_answer(sealed, ctx.signer)}
 
 
 def _printable(text: str) -> str:

@@ -192,6 +192,7 @@ def _print_one(ctx: HubContext, conn: Connection, desk: KioskDesk, who: Principa
         copy_usage(conn, row.id, new.id)  # entries, exits and credit carry over: one purchase, one count
         conn.execute(update(tickets).where(tickets.c.id == row.id).values(
             status="void", status_reason=f"replaced by printed ticket {new.id}", replaced_by=new.id,
+            status_at=ctx.clock(),
             **({} if row.collected_at is not None else marks)))
         old = conn.execute(select(tickets).where(tickets.c.id == row.id)).one()
         outgoing += emit_entry_deltas(ctx, conn, entry_of(old), "void")

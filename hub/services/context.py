@@ -10,9 +10,10 @@ from typing import Any
 
 from sqlalchemy import Connection, insert
 
+from hub.config import LoginSettings
 from hub.db import Database
 from hub.tables import audit_log
-from protocol.keys import Keyring, Signer
+from protocol.keys import CONTROL, TICKET, Keyring, Signer
 from protocol.topics import Topics
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,7 @@ class Principal:
     user_id: int | None
     username: str
     role: str
+    device_id: str | None = None  # a device's own login: the only device id it may act as
 
 
 SYSTEM = Principal(None, "system", "admin")
@@ -40,17 +42,29 @@ SYSTEM = Principal(None, "system", "admin")
 @dataclass
 class HubContext:
     db: Database
-    signer: Signer
+    signer: Signer  # the control key: every envelope the hub signs (never ticket tokens, unless single-key)
     topics: Topics = field(default_factory=Topics)
     clock: Callable[[], float] = time.time
     token_ttl: float = 12 * 3600.0
+    login: LoginSettings = field(default_factory=LoginSettings)  # throttling, lock-out, security-role sessions
     publish: Publish = _drop  # thread-safe; called only after the transaction committed
     keyring: Keyring = field(init=False)
     rules_cache: dict[Any, Any] = field(default_factory=dict)  # hub.services.rulebook: rules, scopes
     session_cache: dict[str, tuple[Principal, float]] = field(default_factory=dict)  # token hash -> (who, until)
+    ticket_signer: Signer | None = None  # the ticket key (tokens only); None: ``signer`` does both (legacy/tests)
 
     def __post_init__(self) -> None:
-        self.keyring = Keyring.of(self.signer)
+        if self.ticket_signer is None or self.ticket_signer.kid == self.signer.kid:
+            self.ticket_signer = self.signer
+            self.keyring = Keyring.of(self.signer)  # one key, all purposes
+        else:
+            self.keyring = Keyring.of(self.ticket_signer, purposes={TICKET}).merged(
+                Keyring.of(self.signer, purposes={CONTROL}))
+
+    @property
+    def token_signer(self) -> Signer:
+        """The key ticket tokens are signed with."""
+        return self.ticket_signer or self.signer
 
     def publish_all(self, outgoing: Iterable[Outgoing]) -> None:
         for topic, payload in outgoing:

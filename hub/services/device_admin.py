@@ -16,7 +16,7 @@ from sqlalchemy import Connection, delete, insert, select, update
 from hub.errors import Conflict, NotFound
 from hub.services.context import HubContext, Outgoing, Principal, row_dict
 from hub.tables import device_commands, devices, provisioned_devices
-from protocol.envelope import seal
+from protocol.envelope import reseal, seal
 from protocol.provisioning import (
     KIND_COMMAND,
     KIND_CONFIG,
@@ -84,7 +84,8 @@ def config_envelopes(ctx: HubContext) -> list[Outgoing]:
     with ctx.db.read() as conn:
         rows = conn.execute(select(provisioned_devices.c.device_id, provisioned_devices.c.config_envelope)
                             .where(provisioned_devices.c.status == "active"))
-        return [(ptopics(ctx).config(r.device_id), bytes(r.config_envelope)) for r in rows]
+        # re-signed with the active control key: a stored config may be signed by a retired key
+        return [(ptopics(ctx).config(r.device_id), reseal(bytes(r.config_envelope), ctx.signer)) for r in rows]
 
 
 def record_ack(ctx: HubContext, ack: ConfigAck) -> None:

@@ -25,7 +25,7 @@ from hub.errors import Conflict, NotFound
 from hub.services.context import HubContext, Principal
 from hub.tables import channels, checkin_groups, device_emergency, devices, emergency_commands
 from protocol.emergency import KIND_EMERGENCY, EmergencyCommand, EmergencyState
-from protocol.envelope import seal
+from protocol.envelope import reseal, seal
 
 log = logging.getLogger(__name__)
 Action = Literal["open", "clear"]
@@ -66,7 +66,7 @@ def current_envelope(ctx: HubContext) -> bytes | None:
     """The newest command's sealed envelope, as published (None before the first command)."""
     with ctx.db.read() as conn:
         row = _newest(conn)
-    return None if row is None else bytes(row.envelope)
+    return None if row is None else reseal(bytes(row.envelope), ctx.signer)  # the active control key
 
 
 def _check_exist(conn: Connection, table: Table, ids: frozenset[int], what: str, listing: str) -> None:
@@ -172,17 +172,19 @@ def gate_rows(ctx: HubContext, cmd: EmergencyCommand) -> list[dict[str, Any]]:
     with ctx.db.read() as conn:
         registered = conn.execute(
             select(devices.c.device_id, devices.c.kind, devices.c.state.label("status"), devices.c.group_id,
-                   devices.c.channel_id, device_emergency.c.state, device_emergency.c.seq, device_emergency.c.cause,
-                   device_emergency.c.at, device_emergency.c.received_at)
+                   devices.c.channel_id, devices.c.health, device_emergency.c.state, device_emergency.c.seq,
+                   device_emergency.c.cause, device_emergency.c.at, device_emergency.c.received_at)
             .select_from(devices.outerjoin(device_emergency, device_emergency.c.device_id == devices.c.device_id))
         ).all()
         unregistered = conn.execute(
             select(device_emergency).where(device_emergency.c.device_id.not_in(select(devices.c.device_id)))).all()
     out = []
     for r in registered:
-        out.append(_gate(cmd, r.device_id, r.kind, r.status == "online", r.group_id, r.channel_id, r))
+        gate = _gate(cmd, r.device_id, r.kind, r.status == "online", r.group_id, r.channel_id, r)
+        gate["stale"] = sorted(k for k, v in (r.health or {}).items() if v == "stale")  # whitelist, keys
+        out.append(gate)
     for r in unregistered:
-        out.append(_gate(cmd, r.device_id, None, False, None, None, r))
+        out.append({**_gate(cmd, r.device_id, None, False, None, None, r), "stale": []})
     return sorted(out, key=lambda g: g["device_id"])
 
 

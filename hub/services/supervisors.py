@@ -18,7 +18,7 @@ from hub.services.whitelist import emit_rules_delta
 from hub.tables import checkin_groups, supervisors
 from protocol.cards import card_key, parse_uid
 from protocol.errors import MalformedError
-from protocol.supervisor import hash_pin
+from protocol.supervisor import hash_pin, pin_matches
 
 
 def _out(row: Any) -> dict[str, Any]:
@@ -45,6 +45,14 @@ def _pin_hash(pin: str) -> str:
         raise Invalid(f"pin: {exc}") from exc
 
 
+def _check_pin_free(conn: Connection, pin: str, supervisor_id: int | None) -> None:
+    """Two active supervisors with one PIN would make ``forced_by`` name the wrong person."""
+    rows = conn.execute(select(supervisors.c.id, supervisors.c.pin_hash)
+                        .where(supervisors.c.retired.is_(False))).all()
+    if any(r.id != supervisor_id and r.pin_hash and pin_matches(r.pin_hash, pin) for r in rows):
+        raise Conflict("pin: another supervisor already has this PIN; choose a different one")
+
+
 def _to_all_groups(ctx: HubContext, conn: Connection) -> list[Outgoing]:
     groups = conn.execute(select(checkin_groups.c.id).order_by(checkin_groups.c.id)).scalars().all()
     return [emit_rules_delta(ctx, conn, g) for g in groups]
@@ -53,6 +61,7 @@ def _to_all_groups(ctx: HubContext, conn: Connection) -> list[Outgoing]:
 def create(ctx: HubContext, who: Principal, name: str, pin: str, card_uid: str | None) -> dict[str, Any]:
     pin_hash = _pin_hash(pin)
     with ctx.db.write() as conn:
+        _check_pin_free(conn, pin, None)
         key = _card_key(conn, card_uid, None) if card_uid else None
         sid: int = conn.execute(insert(supervisors).values(name=name, pin_hash=pin_hash, card_key=key,
                                                            retired=False, created_at=ctx.clock())
@@ -77,6 +86,8 @@ def patch(ctx: HubContext, who: Principal, supervisor_id: int, changes: dict[str
     with ctx.db.write() as conn:
         if conn.execute(select(supervisors.c.id).where(supervisors.c.id == supervisor_id)).first() is None:
             raise NotFound(f"supervisor {supervisor_id} does not exist; see GET /api/v1/supervisors")
+        if changes.get("pin") is not None:
+            _check_pin_free(conn, changes["pin"], supervisor_id)
         if changes.get("card_uid") is not None:
             values["card_key"] = _card_key(conn, changes["card_uid"], supervisor_id) if changes["card_uid"] else None
         if values:

@@ -13,6 +13,7 @@ from sqlalchemy import Connection, insert, literal_column, select, update
 from hub.errors import Conflict, NotFound
 from hub.services.context import HubContext, Principal, row_dict
 from hub.services.whitelist import emit_entry_deltas, entry_of
+from hub.sms import mask_phone
 from hub.tables import performances, ticket_types, tickets
 from protocol.token import TicketToken, encode_token
 from protocol.whitelist import DeltaOp
@@ -26,6 +27,23 @@ def _ticket(conn: Connection, ticket_id: int, *, lock: bool = False) -> Any:
     if row is None:
         raise NotFound(f"ticket {ticket_id} does not exist; check the number on the ticket")
     return row
+
+
+FULL_HOLDER_ROLES = frozenset({"admin", "box_office"})  # see holder phone and ID numbers in full
+
+
+def mask_id_number(number: str) -> str:
+    """``110105194912310021`` -> ``1101**********0021`` (short ones: all stars)."""
+    return number[:4] + "*" * (len(number) - 8) + number[-4:] if len(number) > 8 else "*" * len(number)
+
+
+def for_role(row: dict[str, Any], role: str) -> dict[str, Any]:
+    """``row`` (a ticket) as ``role`` may see it: phone and ID number masked unless FULL_HOLDER_ROLES."""
+    if role in FULL_HOLDER_ROLES:
+        return row
+    phone, id_number = row.get("holder_phone"), row.get("holder_id_number")
+    return {**row, "holder_phone": mask_phone(phone) if phone else phone,
+            "holder_id_number": mask_id_number(id_number) if id_number else id_number}
 
 
 CODE_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"  # no 0/O, 1/I: read aloud and typed at a kiosk
@@ -48,7 +66,7 @@ def issue(ctx: HubContext, conn: Connection, **values: Any) -> Any:
     ticket_id: int = conn.execute(insert(tickets).values(status="valid", used=0, token="", created_at=ctx.clock(),
                                                          **values).returning(literal_column("id"))).scalar_one()
     token = encode_token(TicketToken(ticket_id, values["performance_id"], values["ticket_type_id"],
-                                     int(perf.doors_open), int(perf.ends_at), values["persons"]), ctx.signer)
+                                     int(perf.doors_open), int(perf.ends_at), values["persons"]), ctx.token_signer)
     conn.execute(update(tickets).where(tickets.c.id == ticket_id).values(token=token))
     return _ticket(conn, ticket_id)
 
@@ -106,7 +124,7 @@ def cancel(ctx: HubContext, who: Principal, ticket_id: int, status: str, reason:
             raise Conflict(f"ticket {ticket_id} is already {row.status}; nothing to do. "
                            "Sell a new ticket if the patron needs one.")
         conn.execute(update(tickets).where(tickets.c.id == ticket_id)
-                     .values(status=status, status_reason=reason))
+                     .values(status=status, status_reason=reason, status_at=ctx.clock()))
         row = _ticket(conn, ticket_id)
         outgoing = emit_entry_deltas(ctx, conn, entry_of(row), op)
         ctx.audit(conn, who, f"ticket.{op}", f"ticket:{ticket_id}", reason or "")

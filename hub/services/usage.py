@@ -11,8 +11,9 @@ the ticket in the scope's groups, in scan-time order, whatever order they arrive
 Replaying in that order, an admission (not forced, not on credit) that the rules of its channel
 (:func:`protocol.decision.usage_refusal`) would have refused at its scan time is a **conflict**: of
 two offline admissions of a single-entry ticket the later scan is flagged, even if it arrived first.
-An admission made on the signature alone (``unlisted``) of a ticket that is not valid, or not for
-that performance and type, is a conflict too.
+An admission of a ticket refunded or voided before its scan (a gate offline since), and one made on
+the signature alone (``unlisted``) of a ticket the hub does not know or for another performance or
+type, are conflicts too.
 
 A ticket printed at a kiosk to replace its e-ticket (``tickets.replaces``) counts the events of the
 tickets it replaces as its own, so one purchase never admits more persons than it was sold for.
@@ -40,7 +41,7 @@ log = logging.getLogger(__name__)
 CHUNK = 500  # bound parameters per IN (...) list
 USAGE_FIELDS = ("entries", "exits", "credit", "last_entry", "last_exit", "day", "day_entries")
 TICKET_COLUMNS = (tickets.c.id, tickets.c.performance_id, tickets.c.ticket_type_id, tickets.c.persons,
-                  tickets.c.status, tickets.c.used, tickets.c.replaces, tickets.c.replaced_by)
+                  tickets.c.status, tickets.c.status_at, tickets.c.used, tickets.c.replaces, tickets.c.replaced_by)
 _EVENT_COLUMNS = (checkin_events.c.event_id, checkin_events.c.device_id, checkin_events.c.group_id,
                   checkin_events.c.channel_id, checkin_events.c.device_seq, checkin_events.c.reason,
                   checkin_events.c.ticket_id, checkin_events.c.performance_id, checkin_events.c.ticket_type_id,
@@ -117,10 +118,18 @@ def _events(conn: Connection, ticket_ids: Iterable[int]) -> dict[int, list[Any]]
     return out
 
 
-def _unlisted_refused(e: Any, family: dict[int, Any]) -> bool:
+def _not_valid_then(e: Any, family: dict[int, Any]) -> bool:
+    """Was the ticket not admissible when ``e`` was scanned? Unknown, another performance or type (an
+    unlisted admission), or refunded / voided before the scan (a gate offline since). A ticket voided
+    because a printed ticket replaced it is counted through the replacement instead. Decided from the
+    scan time and the refund time, so the flag does not depend on when the event arrived."""
     t = family.get(e.ticket_id)
-    return (t is None or t.status != "valid" or t.performance_id != e.performance_id
-            or t.ticket_type_id != e.ticket_type_id)
+    if t is None:
+        return True
+    if e.unlisted and (t.performance_id != e.performance_id or t.ticket_type_id != e.ticket_type_id):
+        return True
+    return (t.status != "valid" and t.replaced_by is None
+            and (t.status_at is None or t.status_at <= e.scanned_at))
 
 
 def replay(ctx: HubContext, conn: Connection, ticket: Any, events: Sequence[Any], tz: str,
@@ -137,9 +146,11 @@ def replay(ctx: HubContext, conn: Connection, ticket: Any, events: Sequence[Any]
         if e.direction == "exit":
             state = step(state, UsageEvent("exit", e.scanned_at), tz)
         elif e.reason == _ADMITTED:
-            if e.unlisted and _unlisted_refused(e, family):
+            if e.forced_by:
+                flags[e.event_id] = False
+            elif _not_valid_then(e, family):
                 flags[e.event_id] = True
-            elif e.forced_by or e.credit:
+            elif e.credit:
                 flags[e.event_id] = False
             else:
                 rules = rules_for_event(ctx, conn, e.group_id, e.channel_id, ticket.ticket_type_id)

@@ -21,7 +21,7 @@ from hub.tables import (
     whitelist_deltas,
 )
 from protocol.cards import CardEntry
-from protocol.envelope import seal
+from protocol.envelope import reseal, seal
 from protocol.usage import Usage
 from protocol.whitelist import (
     KIND_DELTA,
@@ -150,6 +150,7 @@ def catch_up(ctx: HubContext, group_id: int, have_seq: int) -> list[bytes]:
                                        whitelist_deltas.c.seq > have_seq, whitelist_deltas.c.seq <= seq)
                                 .order_by(whitelist_deltas.c.seq)).all()
             if [r.seq for r in rows] == list(range(have_seq + 1, seq + 1)):
-                return [bytes(r.envelope) for r in rows]
+                # re-signed with the active control key: stored deltas may be signed by a retired key
+                return [reseal(bytes(r.envelope), ctx.signer) for r in rows]
             log.warning("group %s deltas after seq %s are incomplete; sending a snapshot", group_id, have_seq)
     return [snapshot(ctx, group_id)]

@@ -47,7 +47,7 @@ class ApiError extends Error {
 
 function detailText(body) {
   if (!body || body.detail === undefined) return "";
-  if (typeof body.detail === "string") return body.detail;
+  if (typeof body.detail === "string") return body.detail_zh ? `${body.detail_zh} / ${body.detail}` : body.detail;
   return JSON.stringify(body.detail);
 }
 
@@ -280,7 +280,9 @@ function renderGates(all, active) {
       cell(g.device_id),
       cell(zoneName(g.group_id)),
       cell(channelName(g.channel_id)),
-      cell(online === null ? "—" : online ? "在线 Online" : "离线 Offline", online === false ? "no" : ""),
+      cell((online === null ? "—" : online ? "在线 Online" : "离线 Offline") +
+        ((g.stale || []).length ? ` ⚠ ${g.stale.join("/")} 过期 stale` : ""),
+        online === false || (g.stale || []).length ? "no" : ""),
       cell(stateLabel(g.state) + (g.cause && g.cause !== "command" ? ` (${causeLabel(g.cause)})` : "")),
       cell(g.confirmed ? "✔" : "✘", g.confirmed ? "yes confirmed" : "no"),
       cell(fmtTime(g.confirmed_at)),
@@ -365,7 +367,10 @@ async function onGuardSubmit(ev) {
 
 function wire() {
   $("login-form").addEventListener("submit", onLogin);
-  $("logout").addEventListener("click", () => logout(""));
+  $("logout").addEventListener("click", () => {
+    if (session.token) api("POST", "/auth/logout").catch(() => {});  // revoke the token at the hub too
+    logout("");
+  });
   $("open-all").addEventListener("click", () => ask("open", { all: true },
     "确认全部开闸 Confirm: open all gates",
     "所有闸机将停止检票并常开,直到解除。 / Every gate stops checking tickets and stands open until cleared."));

@@ -8,6 +8,7 @@ import signal
 import subprocess
 from pathlib import Path
 
+from provisioning.broker_config import MAX_PACKET_BYTES
 from tests.support.net import free_port, port_open, stop_process, wait_for
 
 
@@ -33,6 +34,7 @@ class Mosquitto:
             "autosave_on_changes true",
             "autosave_interval 1",
             "max_queued_messages 100000",
+            f"max_packet_size {MAX_PACKET_BYTES}",  # as in production (provisioning.broker_config)
             f"log_dest file {self.log}",
             "log_type error",
             "log_type warning",

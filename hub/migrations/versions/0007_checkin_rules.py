@@ -33,6 +33,8 @@ def upgrade() -> None:
     with op.batch_alter_table("checkin_groups") as batch:
         batch.add_column(sa.Column("admit_unlisted", sa.Boolean(), nullable=False, server_default=sa.true()))
         batch.add_column(sa.Column("counter_group_id", sa.Integer(), nullable=True))
+    with op.batch_alter_table("tickets") as batch:  # when it was refunded or voided: offline admissions before are fine
+        batch.add_column(sa.Column("status_at", sa.Float(), nullable=True))
     with op.batch_alter_table("checkin_events") as batch:
         batch.add_column(sa.Column("credit", sa.Boolean(), nullable=False, server_default=sa.false()))
         batch.add_column(sa.Column("unlisted", sa.Boolean(), nullable=False, server_default=sa.false()))
@@ -74,6 +76,8 @@ def downgrade() -> None:
         batch.drop_index("ix_checkin_events_scanned_at")
         for name in _EVENT_COLUMNS:
             batch.drop_column(name)
+    with op.batch_alter_table("tickets") as batch:
+        batch.drop_column("status_at")
     with op.batch_alter_table("checkin_groups") as batch:
         batch.drop_column("counter_group_id")
         batch.drop_column("admit_unlisted")
