@@ -276,19 +276,27 @@ async def _ask(client: aiomqtt.Client, topic: str, request: EnrollmentRequest, k
                resend_s: float) -> ReplyPayload:
     payload = request.model_dump_json().encode()
     messages = aiter(client.messages)
-    while True:
-        await client.publish(topic, payload, qos=1)
-        deadline = asyncio.get_running_loop().time() + resend_s
-        while (left := deadline - asyncio.get_running_loop().time()) > 0:
-            try:
-                message = await asyncio.wait_for(anext(messages), left)
-            except TimeoutError:
-                break
-            data = message.payload if isinstance(message.payload, bytes) else str(message.payload).encode()
-            try:
-                return check_reply(data, keyring, request)
-            except (ProtocolError, ProvisioningError, ValidationError) as exc:
-                log.warning("refused a provisioning reply: %s", exc)
+    loop = asyncio.get_running_loop()
+    # One read stays pending across re-sends: cancelling a read on a timeout (wait_for) can drop the
+    # hub's reply if it arrives at that very moment, and the device would then wait forever.
+    pending: asyncio.Future[aiomqtt.Message] = asyncio.ensure_future(anext(messages))
+    try:
+        while True:
+            await client.publish(topic, payload, qos=1)
+            deadline = loop.time() + resend_s
+            while (left := deadline - loop.time()) > 0:
+                done, _ = await asyncio.wait({pending}, timeout=left)
+                if not done:
+                    break
+                message = pending.result()
+                pending = asyncio.ensure_future(anext(messages))
+                data = message.payload if isinstance(message.payload, bytes) else str(message.payload).encode()
+                try:
+                    return check_reply(data, keyring, request)
+                except (ProtocolError, ProvisioningError, ValidationError) as exc:
+                    log.warning("refused a provisioning reply: %s", exc)
+    finally:
+        pending.cancel()
 
 
 async def _enroll_within(boot: Bootstrap, seconds: float | None) -> Identity:
