@@ -9,7 +9,7 @@ import pytest
 
 from protocol.keys import Keyring, Signer
 from tests.support.broker import Mosquitto
-from tests.support.processes import HubProcess
+from tests.support.processes import GateProcess, HubProcess
 from tests.support.scenario import Show, seed_show
 from tests.support.secure_broker import SecureMosquitto
 
@@ -67,3 +67,14 @@ def hub_process(broker: Mosquitto, tmp_path: Path) -> Iterator[HubProcess]:
 def show(hub_process: HubProcess) -> Show:
     """A performance on sale now, with adult and staff ticket types and one channel for adults."""
     return seed_show(hub_process)
+
+
+@pytest.fixture
+def gates() -> Iterator[list[GateProcess]]:
+    """Gate processes a test starts (append each): every one is stopped afterwards."""
+    started: list[GateProcess] = []
+    try:
+        yield started
+    finally:
+        for gate in started:
+            gate.stop_all()

@@ -68,16 +68,6 @@ def broker(mosquitto: Mosquitto) -> Iterator[Mosquitto]:
         mosquitto.start()
 
 
-@pytest.fixture
-def gates() -> Iterator[list[GateProcess]]:
-    started: list[GateProcess] = []
-    try:
-        yield started
-    finally:
-        for g in started:
-            g.stop_all()
-
-
 def iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat()
 

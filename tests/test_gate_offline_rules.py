@@ -14,10 +14,7 @@ import asyncio
 import json
 import sqlite3
 import time
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from protocol.keys import Signer
 from protocol.rules import EntryRules
@@ -54,16 +51,6 @@ T = Topics()
 def journal(gate: GateProcess) -> list[dict[str, object]]:
     with sqlite3.connect(gate.data_dir / "gate.db") as db:
         return [json.loads(r[0]) for r in db.execute("SELECT event FROM journal ORDER BY seq")]
-
-
-@pytest.fixture
-def gates() -> Iterator[list[GateProcess]]:
-    started: list[GateProcess] = []
-    try:
-        yield started
-    finally:
-        for gate in started:
-            gate.stop_all()
 
 
 async def online(hub: FakeHub, gate: GateProcess) -> None:
