@@ -6,7 +6,12 @@ A private Mosquitto and ``python -m hub`` run as in the other hub benchmarks. Th
 in ONE separate process (this script with ``--simulate``), one aiomqtt client per gate with its own
 identity and Last Will: each publishes its retained status, subscribes to the emergency command,
 verifies the envelope's Ed25519 signature with the hub's public keys, checks ``seq > last applied``
-and publishes its retained ``EmergencyState`` (what a real gate does, apart from driving the relay).
+and publishes its retained ``EmergencyState`` signed with its own Ed25519 key (``seal_device``, as
+``gate_agent/link.py`` does) — what a real gate does, apart from driving the relay. Every simulated gate
+is registered at the hub first (``POST /api/v1/provisioning/devices`` with its public key, as ops
+would), so the hub verifies each state under the registered key before it stores it (issue 10).
+``--unsigned`` measures the pre-issue-10 path for comparison instead: a hub with ``[devices]
+accept_unregistered = true``, gates unregistered, plain JSON states.
 The bench polls ``GET /api/v1/emergency`` until every gate of the run is confirmed for the new seq,
 for open and clear in turn. Prints one JSON object as its last line.
 """
@@ -16,7 +21,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import hashlib
 import json
+import os
 import socket
 import statistics
 import subprocess
@@ -28,12 +35,14 @@ from typing import Any
 
 import aiomqtt
 import httpx
+import nacl.signing
 import paho.mqtt.client as paho
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _hubproc import BenchHub
-from raw import raw_mqtt_round_trip_ms
+from _hubproc import ACCEPT_UNREGISTERED, BenchHub
+from raw import raw_mqtt_round_trip_ms, raw_verify_us
 
+from protocol.device_signed import KIND_EMERGENCY_STATE, is_device_signed, peek_body, seal_device
 from protocol.emergency import KIND_EMERGENCY, EmergencyCommand, EmergencyState
 from protocol.envelope import open_envelope
 from protocol.errors import ProtocolError
@@ -45,8 +54,14 @@ TOPICS = Topics("venue")
 POLL = 0.1  # s between board polls (the figure comes from the hub's confirmed_at, not the poll)
 
 
+def gate_key(seed: bytes, device_id: str) -> nacl.signing.SigningKey:
+    """A simulated gate's own key, the same in the driver (which registers it) and in the simulator."""
+    return nacl.signing.SigningKey(hashlib.sha256(seed + device_id.encode()).digest())
+
+
 # -- the simulated gates (a separate process) -------------------------------------------------------
-async def one_gate(client: aiomqtt.Client, device_id: str, group: int, channel: int, keyring: Keyring) -> None:
+async def one_gate(client: aiomqtt.Client, device_id: str, group: int, channel: int, keyring: Keyring,
+                   key: nacl.signing.SigningKey | None) -> None:
     last = 0
     async for message in client.messages:
         try:
@@ -62,10 +77,14 @@ async def one_gate(client: aiomqtt.Client, device_id: str, group: int, channel: 
         opened = cmd.opens(group, channel)
         state = EmergencyState(device_id=device_id, state="open" if opened else "normal", seq=cmd.seq,
                                cause="command" if opened else None, at=time.time())
-        await client.publish(TOPICS.emergency_state(device_id), state.model_dump_json().encode(), qos=1, retain=True)
+        payload = (seal_device(KIND_EMERGENCY_STATE, state.model_dump(mode="json"), device_id, key)
+                   if key is not None else state.model_dump_json().encode())
+        await client.publish(TOPICS.emergency_state(device_id), payload, qos=1, retain=True)
 
 
-async def simulate(port: int, tag: str, n: int, group: int, channel: int, keyring: Keyring) -> None:
+async def simulate(port: int, tag: str, n: int, group: int, channel: int, keyring: Keyring,
+                   seed: bytes | None) -> None:
+    """``seed``: the gates' keys (see :func:`gate_key`); None: unsigned states (``--unsigned``)."""
     async with contextlib.AsyncExitStack() as stack:
         gates = []
         for i in range(n):
@@ -81,7 +100,8 @@ async def simulate(port: int, tag: str, n: int, group: int, channel: int, keyrin
                 qos=1, retain=True)
             gates.append((client, device_id))
         print(f"ready {n}", flush=True)
-        await asyncio.gather(*(one_gate(c, d, group, channel, keyring) for c, d in gates))
+        await asyncio.gather(*(one_gate(c, d, group, channel, keyring, gate_key(seed, d) if seed is not None else None)
+                               for c, d in gates))
 
 
 # -- the driver -------------------------------------------------------------------------------------
@@ -103,7 +123,8 @@ class StateWatcher:
             self.command_at = time.perf_counter()
             return
         with contextlib.suppress(ValueError, KeyError):
-            data = json.loads(message.payload)
+            # a device-signed state (the hub verifies it; this only times it) or, with --unsigned, plain JSON
+            data = peek_body(message.payload) if is_device_signed(message.payload) else json.loads(message.payload)
             self.seen[data["device_id"]] = (int(data["seq"]), time.perf_counter())
 
     def reports(self, tag: str, seq: int) -> tuple[float, float]:
@@ -136,12 +157,18 @@ def pct(samples: list[float], p: int) -> float:
 
 
 def run_n(hub: BenchHub, api: httpx.Client, watcher: StateWatcher, show: dict[str, int], n: int,
-          cycles: int) -> dict[str, Any]:
+          cycles: int, signed: bool = True) -> dict[str, Any]:
     assert hub.hub is not None
     tag = f"sim{n}"
+    seed = os.urandom(16)
+    if signed:
+        for i in range(n):  # as ops would: each gate's public key, group and channel
+            device_id = f"{tag}-{i:03d}"
+            hub.register_gate(device_id, gate_key(seed, device_id), show["group"], show["channel"])
     sim = subprocess.Popen([sys.executable, __file__, "--simulate", str(n), "--port", str(hub.broker.port),
                             "--tag", tag, "--group", str(show["group"]), "--channel", str(show["channel"]),
-                            "--keys", str(hub.hub.keys_file)], stdout=subprocess.PIPE, text=True)
+                            "--keys", str(hub.hub.keys_file), "--seed", seed.hex() if signed else ""],
+                           stdout=subprocess.PIPE, text=True)
     try:
         assert sim.stdout is not None
         line = sim.stdout.readline()
@@ -198,13 +225,17 @@ def main() -> None:
     parser.add_argument("--group", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--channel", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--keys", type=Path, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--unsigned", action="store_true",
+                        help="for comparison: unregistered gates, unsigned states, hub accepting unregistered devices")
+    parser.add_argument("--seed", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.simulate:
         keyring = Keyring.from_b64({int(k): v for k, v in json.loads(args.keys.read_text()).items()})
-        asyncio.run(simulate(args.port, args.tag, args.simulate, args.group, args.channel, keyring))
+        asyncio.run(simulate(args.port, args.tag, args.simulate, args.group, args.channel, keyring,
+                             bytes.fromhex(args.seed) if args.seed else None))
         return
     with tempfile.TemporaryDirectory() as tmp:
-        hub = BenchHub(Path(tmp))
+        hub = BenchHub(Path(tmp), hub_config=ACCEPT_UNREGISTERED if args.unsigned else "")
         hub.start()
         try:
             show = hub.setup_show()
@@ -216,15 +247,19 @@ def main() -> None:
                                timeout=10)
             watcher = StateWatcher(hub.broker.port)
             try:
-                runs = [run_n(hub, api, watcher, show, int(n), args.cycles) for n in args.gates.split(",")]
+                runs = [run_n(hub, api, watcher, show, int(n), args.cycles, not args.unsigned)
+                        for n in args.gates.split(",")]
             finally:
                 watcher.close()
             raw_rtt = asyncio.run(raw_mqtt_round_trip_ms(hub.broker.port))
+            security = hub.security_events()  # refused device messages: should be 0
         finally:
             hub.stop()
     result: dict[str, Any] = {"bench": "emergency_open", "gates_process": "one separate process, one aiomqtt "
-                              "client per gate, each verifying the signature", "runs": runs,
-                              "raw_mqtt_rtt_ms": round(raw_rtt, 2)}
+                              "client per gate, each verifying the signature", "states": "unsigned, gates "
+                              "unregistered, hub accept_unregistered" if args.unsigned else "device-signed, gates "
+                              "registered", "runs": runs, "security_events": security,
+                              "raw_mqtt_rtt_ms": round(raw_rtt, 2), "raw_verify_us": round(raw_verify_us(), 1)}
     for r in runs:
         print(f"N={r['gates']}: open p50 {r['open_p50_ms']} ms, p99 {r['open_p99_ms']} ms; "
               f"clear p50 {r['clear_p50_ms']} ms, p99 {r['clear_p99_ms']} ms", file=sys.stderr)

@@ -8,6 +8,13 @@ durable journal commit (SQLite WAL, synchronous=FULL), next to PyNaCl's raw veri
 the same run. A third of the tickets arrive already used elsewhere (usage in their entry), and every
 ticket is scanned twice, so the second scan meets its own unechoed entry and is refused by a rule.
 
+Also, NOT in the decision path: the gate-side cost of signing one outgoing event batch (issue 10). The
+outbox sender (``gate_agent/link.py`` ``_send_outbox``) signs later, off the scan: it takes up to
+``BATCH_SIZE`` pending events from the store, dumps them and seals them with the device's own key
+(``seal_device``). Timed here on the first ``BATCH_SIZE`` events this run's scans left in the outbox:
+the seal alone (JSON encoding of the body + Ed25519 sign), the sign alone, and the dump plus seal (what
+the sender does per batch), per batch and per event, next to PyNaCl's raw sign of a token-sized message.
+
     .venv/bin/python bench/gate_decision.py [--entries 10000,100000] [--scans 3000]
 
 The last line is one JSON object.
@@ -23,14 +30,21 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+import nacl.signing
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gate_agent.checkin import Checker, Station
+from gate_agent.link import BATCH_SIZE
 from gate_agent.store import Store
 from protocol.decision import Decision
+from protocol.device_signed import KIND_EVENTS, _signed_bytes, seal_device
 from protocol.keys import Keyring, Signer
+from protocol.messages import CheckinEvent, EventBatch
 from protocol.rules import EntryRules
 from protocol.token import TicketToken, encode_token, parse_token
 from protocol.usage import Usage
@@ -75,7 +89,7 @@ def entry(i: int) -> WhitelistEntry:
     return e
 
 
-async def run(n_entries: int, n_scans: int, data_dir: Path) -> dict[str, float]:
+async def run(n_entries: int, n_scans: int, data_dir: Path) -> dict[str, Any]:
     logging.disable(logging.INFO)  # the daemon logs at INFO; measure the decision, not the log sink
     signer = Signer.generate(1)
     keyring = Keyring.of(signer)
@@ -101,6 +115,8 @@ async def run(n_entries: int, n_scans: int, data_dir: Path) -> dict[str, float]:
             lat.append((actuator.called_at - t0) * 1000)
             admitted += event.admitted
         elapsed = time.perf_counter() - t_all
+        outbox = store.pending(BATCH_SIZE)  # what the outbox sender would send next
+    sign = outbox_signing(outbox)
     # raw PyNaCl verify of the same token bytes
     _token, message, sig = parse_token(tokens[0])
     key = signer.key.verify_key
@@ -115,7 +131,39 @@ async def run(n_entries: int, n_scans: int, data_dir: Path) -> dict[str, float]:
             "per_s": round(len(lat) / elapsed), "raw_verify_us": round(raw_us, 1),
             "ratio_to_raw": round(p50 * 1000 / raw_us, 1), "p99_ratio_to_raw": round(pct(lat, 0.99) * 1000 / raw_us, 1),
             "entries": n_entries, "scans": len(lat), "admitted": admitted, "refused": len(lat) - admitted,
-            "install_s": round(install_s, 2)}
+            "install_s": round(install_s, 2), "outbox_sign_not_in_decision_path": sign}
+
+
+def median_us(fn: Callable[[], Any], rounds: int) -> float:
+    for _ in range(10):
+        fn()
+    samples = []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - t0)
+    return statistics.median(samples) * 1e6
+
+
+def outbox_signing(events: list[CheckinEvent], rounds: int = 300) -> dict[str, float]:
+    """What the outbox sender spends signing one batch of ``events`` (after the decisions, not in them)."""
+    key = nacl.signing.SigningKey.generate()
+    device = events[0].device_id
+    batch = EventBatch(device_id=device, events=events)
+    body = batch.model_dump(mode="json", exclude_none=True)
+    seal_us = median_us(lambda: seal_device(KIND_EVENTS, body, device, key), rounds)
+    dump_seal_us = median_us(lambda: seal_device(KIND_EVENTS, batch.model_dump(mode="json", exclude_none=True),
+                                                 device, key), rounds)
+    wire = seal_device(KIND_EVENTS, body, device, key)
+    signed = _signed_bytes(KIND_EVENTS, device, wire.partition(b"\n")[2])
+    sign_only_us = median_us(lambda: key.sign(signed), rounds)  # the Ed25519 part of the seal
+    raw_sign_us = median_us(lambda: key.sign(b"x" * 37), 2000)
+    n = len(events)
+    return {"batch_events": n, "batch_bytes": len(wire),
+            "seal_batch_us": round(seal_us, 1), "seal_per_event_us": round(seal_us / n, 2),
+            "sign_only_batch_us": round(sign_only_us, 1),
+            "dump_and_seal_batch_us": round(dump_seal_us, 1), "dump_and_seal_per_event_us": round(dump_seal_us / n, 2),
+            "raw_sign_us": round(raw_sign_us, 1)}
 
 
 def main() -> None:

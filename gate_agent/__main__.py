@@ -4,19 +4,25 @@
 (:mod:`provisioning.device`), then runs with the identity's id, broker login, group and channel; the
 config file then gives only the local settings (scanner, turnstile, data_dir...). Exit code 75 means
 "restart me" (the hub's ``restart`` command); 3: enrollment rejected.
+
+``--show-key``: print this device's public key as one JSON line (``device_id``, ``kind``, ``group_id``,
+``channel_id``, ``public_key``, ``fingerprint``), creating the key if it has none, and exit: what ops
+register at the hub for a config-file gate. With ``--bootstrap``: the enrolled identity's key.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import json
 import logging
 import sys
 from pathlib import Path
 
 from confkit.cli import EXIT_CONFIG, daemon_parser, load_or_report
 from gate_agent import ConfigError
-from gate_agent.app import load_keyring, run_gate
-from gate_agent.config import load_config
+from gate_agent.app import device_key_record, load_device_key, load_keyring, run_gate
+from gate_agent.config import GateConfig, load_config
 from gate_agent.logs import setup_logging
 
 
@@ -27,6 +33,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sim", action="store_true",
                         help="simulate the hardware: MockFactory turnstile with a patron, camera reading an image "
                              "folder, RFID over nfcpy's udp driver")
+    parser.add_argument("--show-key", action="store_true",
+                        help="print this device's public key and fingerprint as JSON (for its registration at "
+                             "the hub; creates the key if missing) and exit")
     args = parser.parse_args(argv)
     cfg = load_or_report(load_config, args.config, ConfigError,
                          check=(lambda c: load_keyring(c.hub_keys_file)) if args.validate_config else None)
@@ -35,6 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.validate_config:
         print(f"config ok: {args.config or '(defaults)'} device {cfg.device_id}")
         return 0
+    if args.show_key:
+        return show_key(cfg, args)
     setup_logging(cfg.device_id, logging.DEBUG if args.debug else logging.INFO)
     identity_dir = None
     if args.bootstrap is not None:
@@ -53,6 +64,34 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         logging.getLogger("gate_agent").error("%s", exc)
         return 2
+
+
+def show_key(cfg: GateConfig, args: argparse.Namespace) -> int:
+    """``--show-key``: the JSON line ops paste into the hub's device registration; never the private key."""
+    identity_dir = None
+    try:
+        if args.bootstrap is not None:
+            from provisioning.agent import with_identity
+            from provisioning.device import Bootstrap, Identity, ProvisioningError
+
+            try:
+                boot = Bootstrap.load(args.bootstrap)
+                if not Identity.exists(boot.identity_dir):
+                    print(f"show-key: {boot.serial} is not enrolled yet (no identity in {boot.identity_dir}); its "
+                          f"fingerprint: python -m provisioning.device fingerprint --bootstrap {args.bootstrap}",
+                          file=sys.stderr)
+                    return 2
+                identity_dir = boot.identity_dir
+                cfg = with_identity(cfg, Identity.load(identity_dir))
+            except ProvisioningError as exc:
+                print(f"show-key: {exc}", file=sys.stderr)
+                return 2
+        key = load_device_key(cfg, identity_dir)
+    except ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    print(json.dumps(device_key_record(cfg, key)), flush=True)
+    return 0
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
-"""Wiring: config -> store -> keyring -> actuator -> emergency (restored open first) -> checker ->
-scanner task + link task."""
+"""Wiring: config -> device key -> store -> keyring -> actuator -> emergency (restored open first) ->
+checker -> scanner task + link task."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ import logging
 import signal
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+import nacl.signing
 
 from gate_agent import ConfigError
 from gate_agent.actuator import Actuator, LoggingActuator
@@ -26,6 +28,8 @@ from gate_agent.store import Store
 from gate_agent.turnstile import GpioTurnstile
 from protocol.errors import MalformedError
 from protocol.keys import Keyring
+from protocol.provisioning import key_fingerprint
+from provisioning.device import KEY_FILE, IdentityError, device_key, device_key_at, public_key_b64
 
 if TYPE_CHECKING:
     from gate_agent.camera import QrCamera
@@ -44,6 +48,32 @@ def load_keyring(path: Path) -> Keyring:
         return Keyring.from_b64(data)
     except (OSError, ValueError, MalformedError) as exc:
         raise ConfigError(f"hub_keys_file: cannot load hub public keys from {path}: {exc}") from exc
+
+
+def load_device_key(cfg: GateConfig, identity_dir: Path | None = None) -> nacl.signing.SigningKey:
+    """This device's own Ed25519 key, which signs its event batches and emergency states: the enrolled one
+    in ``identity_dir`` (the key the hub registered at enrolment: it must be there), else
+    ``cfg.device_key_path``, created (mode 0600) if missing. Raises ConfigError naming the file if it
+    cannot be created or read."""
+    if identity_dir is not None:
+        if not (identity_dir / KEY_FILE).exists():  # a new key would be one the hub never registered
+            raise ConfigError(f"identity_dir: device key file {identity_dir / KEY_FILE} is missing: the hub knows "
+                              f"this device by the key it enrolled with; enroll it again")
+        try:
+            return device_key(identity_dir)
+        except IdentityError as exc:
+            raise ConfigError(f"identity_dir: {exc}") from exc
+    try:
+        return device_key_at(cfg.device_key_path)
+    except IdentityError as exc:
+        raise ConfigError(f"device_key_file: {exc}") from exc
+
+
+def device_key_record(cfg: GateConfig, key: nacl.signing.SigningKey) -> dict[str, Any]:
+    """What ops register at the hub for this device (``python -m gate_agent --show-key``); public only."""
+    public = public_key_b64(key)
+    return {"device_id": cfg.device_id, "kind": cfg.kind, "group_id": cfg.group_id, "channel_id": cfg.channel_id,
+            "public_key": public, "fingerprint": key_fingerprint(public)}
 
 
 def link_options(cfg: GateConfig) -> LinkOptions:
@@ -122,6 +152,8 @@ async def run_gate(cfg: GateConfig, stop: asyncio.Event | None = None, *, pin_fa
         cfg, keyring = with_identity(cfg, identity), identity.keyring()
     else:
         keyring = load_keyring(cfg.hub_keys_file)
+    own_key = load_device_key(cfg, identity_dir)
+    log.info("device %s key fingerprint %s", cfg.device_id, key_fingerprint(public_key_b64(own_key)))
     with Store.open(cfg.data_dir) as store:
         if identity_dir is not None:
             from provisioning.agent import stored_config
@@ -132,9 +164,10 @@ async def run_gate(cfg: GateConfig, stop: asyncio.Event | None = None, *, pin_fa
         if emergency is not None:
             await emergency.restore()  # an evacuation in progress: stand open before anything else starts
         health: dict[str, Callable[[], str]] = {}  # part -> its state, reported in every heartbeat
-        link = Link(link_options(cfg), store, keyring, health=lambda: {k: f() for k, f in health.items()})
+        link = Link(link_options(cfg), store, keyring, device_key=own_key,
+                    health=lambda: {k: f() for k, f in health.items()})
         if emergency is not None:
-            link.serve_emergency(emergency.on_command, emergency.state_payload)
+            link.serve_emergency(emergency.on_command, emergency.state)
             emergency.bind(link.publish_emergency)
         if identity_dir is not None:
             from provisioning.agent import DeviceAgent

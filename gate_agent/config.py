@@ -167,6 +167,10 @@ class GateConfig(TomlEnvSettings):
     data_dir: Path = Field(Path("var/gate-1"), description="directory of the local SQLite store")
     hub_keys_file: Path = Field(Path("var/hub/keys.json"),
                                 description='JSON {"kid": "<base64 Ed25519 public key>"} exported by the hub')
+    device_key_file: Path | None = Field(
+        None, description="this device's own Ed25519 key (a base64 seed, mode 0600) that signs its event batches "
+        "and emergency states; created on first start if missing; None: <data_dir>/device.key. An enrolled "
+        "device (--bootstrap) uses the key in its identity_dir instead, the one the hub registered")
     status_interval: float = Field(10.0, gt=0, description="seconds between heartbeat status messages")
     mqtt: MqttConfig = Field(default_factory=MqttConfig, description="MQTT connection")
     scanner: ScannerConfig = Field(default_factory=ScannerConfig, description="barcode scanner")
@@ -177,6 +181,11 @@ class GateConfig(TomlEnvSettings):
     online: OnlineConfig = Field(default_factory=OnlineConfig, description="handheld online mode")
     emergency: EmergencyConfig = Field(default_factory=EmergencyConfig, description="emergency release")
     override: OverrideConfig = Field(default_factory=OverrideConfig, description="supervisor override (handhelds)")
+
+    @property
+    def device_key_path(self) -> Path:
+        """Where this device's own key is: ``device_key_file``, else ``<data_dir>/device.key``."""
+        return self.device_key_file if self.device_key_file is not None else self.data_dir / "device.key"
 
     @property
     def override_enabled(self) -> bool:

@@ -21,7 +21,8 @@ Rules (:class:`EmergencyController`, pure: no I/O, no clock read):
 
 :class:`EmergencyRelease` runs the controller in the agent: verifies commands (signature, kind), saves
 the state, drives the actuator (:meth:`GpioTurnstile.emergency_open` / ``emergency_normal``) and
-publishes :class:`~protocol.emergency.EmergencyState` retained through the link.
+publishes :class:`~protocol.emergency.EmergencyState` retained through the link, which signs it with the
+device's own key (:data:`protocol.device_signed.KIND_EMERGENCY_STATE`).
 """
 
 from __future__ import annotations
@@ -143,7 +144,7 @@ class EmergencyRelease:
 
         >>> release = EmergencyRelease("gate-1", 1, 1, store, keyring, turnstile)
         >>> await release.restore()                    # open again at once if the store says so
-        >>> link.serve_emergency(release.on_command, release.state_payload)
+        >>> link.serve_emergency(release.on_command, release.state)  # the link signs it with the device key
         >>> release.bind(link.publish_emergency)
     """
 
@@ -169,9 +170,6 @@ class EmergencyRelease:
         s = self.controller.status
         return EmergencyState(device_id=self.device_id, state=s.state, seq=s.seq, cause=s.cause,
                               at=s.at or self.clock())
-
-    def state_payload(self) -> bytes:
-        return self.state().model_dump_json().encode()
 
     def bind(self, publish: Publisher) -> None:
         """How the state reaches the hub: normally ``link.publish_emergency`` (False while disconnected)."""

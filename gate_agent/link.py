@@ -3,6 +3,10 @@
 One explicit reconnect loop with capped backoff; every connect re-subscribes, re-announces the
 status and asks for the whitelist since our seq. Nothing here is on the scan path: scans are
 journalled first and the sender is only woken.
+
+What the gate says about itself that the hub acts on, its event batches and its emergency state, is
+signed with the device's own key (:mod:`protocol.device_signed`); the hub verifies it against the key in
+its device registry. Status and sync requests stay plain JSON.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 
 import aiomqtt
+import nacl.signing
 
 from confkit.aio import wait_set
 from confkit.mqtt import BrokerLink, MqttSession, device_client
@@ -21,6 +26,8 @@ from gate_agent import __version__
 from gate_agent import sync as wl
 from gate_agent.logs import truncate
 from gate_agent.store import Store
+from protocol.device_signed import KIND_EMERGENCY_STATE, KIND_EVENTS, seal_device
+from protocol.emergency import EmergencyState
 from protocol.envelope import open_envelope, peek_kid, peek_kind
 from protocol.errors import MalformedError, SignatureError
 from protocol.keys import Keyring
@@ -52,13 +59,16 @@ def _is_key_list(data: bytes) -> bool:
 
 
 class Link(MqttSession):
-    """Keeps one MQTT session to the hub alive; run :meth:`run` as a task, then :meth:`stop`."""
+    """Keeps one MQTT session to the hub alive; run :meth:`run` as a task, then :meth:`stop`.
+
+    ``device_key``: this device's own Ed25519 key; it signs the event batches and emergency states."""
 
     opt: LinkOptions
 
-    def __init__(self, options: LinkOptions, store: Store, keyring: Keyring, *,
+    def __init__(self, options: LinkOptions, store: Store, keyring: Keyring, *, device_key: nacl.signing.SigningKey,
                  health: Callable[[], dict[str, str]] | None = None) -> None:
         super().__init__(options)
+        self._device_key = device_key
         self.health = health  # part name -> "ok" | "missing" | "error" | "disabled", sent in every status
         self.store = store
         self.keyring = keyring
@@ -69,7 +79,7 @@ class Link(MqttSession):
         self._deferred_sync: asyncio.Task[None] | None = None
         self._echo_check: asyncio.Task[None] | None = None
         self._echo_wanted = -1
-        self._emergency_state: Callable[[], bytes] | None = None
+        self._emergency_state: Callable[[], EmergencyState] | None = None
         self.birth: int | None = None  # set by the provisioning agent; sent in every status
         self.config_version: int | None = None
         self._relogin = False
@@ -85,11 +95,18 @@ class Link(MqttSession):
             self.topics.group_whitelist(group): self._on_whitelist,
         }
 
-    def serve_emergency(self, handler: Callable[[bytes], Awaitable[None]], state: Callable[[], bytes]) -> None:
-        """Handle the hub's retained emergency command with ``handler``, and publish ``state()`` retained on
-        ``{prefix}/device/{id}/emergency`` on every (re)connect and on :meth:`publish_emergency`."""
+    def serve_emergency(self, handler: Callable[[bytes], Awaitable[None]],
+                        state: Callable[[], EmergencyState]) -> None:
+        """Handle the hub's retained emergency command with ``handler``, and publish ``state()``, signed with
+        the device key, retained on ``{prefix}/device/{id}/emergency`` on every (re)connect and on
+        :meth:`publish_emergency`."""
         self._handlers[self.topics.emergency_command()] = handler
         self._emergency_state = state
+
+    def _emergency_payload(self) -> bytes:
+        assert self._emergency_state is not None
+        return seal_device(KIND_EMERGENCY_STATE, self._emergency_state().model_dump(mode="json"),
+                           self.opt.device_id, self._device_key)
 
     def serve(self, topic: str, handler: Callable[[bytes], Awaitable[None]], *, first: bool = False) -> None:
         """Subscribe ``topic`` (from the next connect on) and dispatch its messages to ``handler``; ``first``:
@@ -183,7 +200,7 @@ class Link(MqttSession):
         if client is None or self._emergency_state is None:
             return False
         try:
-            await client.publish(self.topics.emergency_state(self.opt.device_id), self._emergency_state(),
+            await client.publish(self.topics.emergency_state(self.opt.device_id), self._emergency_payload(),
                                  qos=1, retain=True, timeout=2)
         except aiomqtt.MqttError as exc:
             log.warning("could not publish the emergency state: %s", exc)
@@ -219,7 +236,7 @@ class Link(MqttSession):
         for topic in [*self._first, *(t for t in self._handlers if t not in self._first)]:
             await client.subscribe(topic, qos=1)
         if self._emergency_state is not None:  # first: the hub learns at once a gate opened while offline
-            await client.publish(self.topics.emergency_state(me), self._emergency_state(), qos=1, retain=True)
+            await client.publish(self.topics.emergency_state(me), self._emergency_payload(), qos=1, retain=True)
         await client.publish(self.topics.status(me), self._status("online"), qos=1, retain=True)
         await self._request_sync(client, force=True)
         self._client = client
@@ -308,7 +325,9 @@ class Link(MqttSession):
                     continue
                 self._inflight = {e.event_id for e in events}
                 batch = EventBatch(device_id=self.opt.device_id, events=events)
-                await client.publish(topic, dump_message(batch), qos=1)
+                body = batch.model_dump(mode="json", exclude_none=True)  # the JSON dump_message sent unsigned
+                payload = seal_device(KIND_EVENTS, body, self.opt.device_id, self._device_key)
+                await client.publish(topic, payload, qos=1)
                 log.debug("sent %d events from seq %d", len(events), events[0].seq)
                 deadline = loop.time() + self.opt.ack_timeout
                 while self._inflight:

@@ -68,7 +68,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     ctx = await asyncio.to_thread(build_context, settings)
     await asyncio.to_thread(auth.bootstrap_admin, ctx, settings.admin.username,
                             settings.admin.password.get_secret_value())
-    bridge = MqttBridge(ctx, settings.mqtt, settings.emergency, ProvisioningLink(ctx, settings), sync=settings.sync)
+    bridge = MqttBridge(ctx, settings.mqtt, settings.emergency, ProvisioningLink(ctx, settings), sync=settings.sync,
+                        devices=settings.devices)
     ctx.publish = bridge.publish_threadsafe
     app.state.ctx, app.state.bridge = ctx, bridge
     task = asyncio.create_task(bridge.run(), name="mqtt-bridge")

@@ -17,7 +17,8 @@ from collections.abc import Awaitable, Callable
 
 import aiomqtt
 
-from hub.config import EmergencySettings, MqttSettings, SyncSettings
+from hub.config import DeviceSettings, EmergencySettings, MqttSettings, SyncSettings
+from hub.device_trust import DeviceTrust, Refused
 from hub.emergency_link import EmergencyLink
 from hub.provisioning_link import ProvisioningLink
 from hub.provisioning_link import parse_message as parse_model
@@ -40,9 +41,11 @@ def _excerpt(payload: bytes) -> str:
 
 class MqttBridge:
     def __init__(self, ctx: HubContext, settings: MqttSettings, emergency: EmergencySettings | None = None,
-                 provisioning: ProvisioningLink | None = None, sync: SyncSettings | None = None) -> None:
+                 provisioning: ProvisioningLink | None = None, sync: SyncSettings | None = None,
+                 devices: DeviceSettings | None = None) -> None:
         self.ctx = ctx
         self.settings = settings
+        self.trust = DeviceTrust(ctx, devices or DeviceSettings())  # the registry's word, device signatures
         self.sync_limit = SyncLimiter(sync)  # per-device sync request / snapshot rate limits
         self.connected = asyncio.Event()
         self._client: aiomqtt.Client | None = None
@@ -50,8 +53,10 @@ class MqttBridge:
         self._outbox: asyncio.Queue[Outgoing] = asyncio.Queue()
         self._batches: asyncio.Queue[EventBatch] = asyncio.Queue()
         self._inflight: set[asyncio.Task[None]] = set()
-        self.emergency = EmergencyLink(ctx, emergency or EmergencySettings(), self._outbox.put_nowait)
+        self.emergency = EmergencyLink(ctx, emergency or EmergencySettings(), self._outbox.put_nowait, self.trust)
         self.provisioning = provisioning  # enrollment, device config/commands, key lists; None: not run
+        if provisioning is not None:
+            provisioning.on_registry_change = self.trust.registry.invalidate
         self._retained = ctx.topics.emergency_command()  # retained, with provisioning's config and key topics
         self._handlers: dict[str, Callable[[str, bytes], Awaitable[None]]] = {
             "events": self._on_events, "status": self._on_status, "sync": self._on_sync,
@@ -147,6 +152,8 @@ class MqttBridge:
             if handler is None:
                 raise MalformedError(f"no handler for {leaf!r}")
             await handler(device_id, data)
+        except Refused as exc:
+            log.debug("refused message on %s: %s", topic, exc)
         except (MalformedError, ValueError) as exc:
             log.warning("dropped bad message on %s: %s; payload %s", topic, exc, _excerpt(data))
         except Exception:
@@ -159,26 +166,27 @@ class MqttBridge:
             raise MalformedError(f"payload device id {claimed!r} differs from the topic's {device_id!r}")
 
     async def _on_events(self, device_id: str, data: bytes) -> None:
-        batch = parse_message(EventBatch, data)
-        self._check_device(device_id, batch.device_id)
         if self.provisioning is not None and self.provisioning.refuses(device_id):
-            log.warning("dropped %s event(s) from revoked device %s: not stored, not acked", len(batch.events),
-                        device_id)
+            log.warning("dropped an event batch from revoked device %s: not stored, not acked", device_id)
             return
-        for event in batch.events:
-            self._check_device(device_id, event.device_id)
-        self._batches.put_nowait(batch)
+        batch, quarantined = await self.trust.events(device_id, data)
+        for item in quarantined:
+            self._outbox.put_nowait(item)
+        if batch is not None:
+            self._batches.put_nowait(batch)
 
     async def _on_status(self, device_id: str, data: bytes) -> None:
         if not data:
             return  # a cleared retained status
         status = parse_message(GateStatus, data)
         self._check_device(device_id, status.device_id)
+        status = await self.trust.status(device_id, status)
         await asyncio.to_thread(devices.record_status, self.ctx, status)
 
     async def _on_print_result(self, device_id: str, data: bytes) -> None:
         result = parse_model(PrintResult, data)
         self._check_device(device_id, result.printer_id)
+        await self.trust.printer(device_id)
         await asyncio.to_thread(printing.record_result, self.ctx, result)
 
     async def _on_sync(self, device_id: str, data: bytes) -> None:
@@ -187,6 +195,7 @@ class MqttBridge:
         # cheap refusals first: a flood of snapshot requests costs a parse and a bucket each, no database
         if not self.sync_limit.allow(device_id, snapshot=request.have_seq < 0):
             return
+        await self.trust.sync_group(device_id, request)  # its registered group only (else Refused)
         if request.have_seq >= 0 and await asyncio.to_thread(needs_snapshot, self.ctx, request.group_id,
                                                               request.have_seq):
             if not self.sync_limit.allow_snapshot(device_id):

@@ -121,6 +121,19 @@ class LoginSettings(_Section):
                                                                         "other roles: token_ttl_hours")
 
 
+class DeviceSettings(_Section):
+    accept_unregistered: bool = Field(
+        False, description="believe devices that are not in the registry (enrolled or registered through POST "
+                           "/api/v1/provisioning/devices): their unsigned batches, the group and channel their "
+                           "messages name. For a bench or a throwaway demo only; never at a venue")
+    registry_refresh: float = Field(2.0, gt=0, le=300, description="seconds the bridge keeps its copy of the "
+                                                                    "registry before reading it again")
+    security_log_interval: float = Field(60.0, ge=0, le=86400,
+                                         description="the same security event of one device (say, a gate that "
+                                                     "keeps re-sending a refused batch) is stored and logged at "
+                                                     "most once per this many seconds")
+
+
 class SmsSettings(_Section):
     gateway: Literal["file"] = Field("file", description="file: development gateway appending 'phone<TAB>code' lines")
     path: Path = Field(Path("var/hub/sms.txt"), description="file of the development gateway")
@@ -156,6 +169,8 @@ class Settings(BaseSettings):
     login: LoginSettings = Field(default_factory=LoginSettings,
                                  description="login throttling, lock-out and security-role sessions")
     sync: SyncSettings = Field(default_factory=SyncSettings, description="per-device whitelist sync rate limits")
+    devices: DeviceSettings = Field(default_factory=DeviceSettings,
+                                    description="what the hub believes of devices: the registry, security events")
 
     @model_validator(mode="after")
     def _distinct_key_ids(self) -> Settings:

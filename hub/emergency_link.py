@@ -7,7 +7,8 @@
   its retained store.
 * While an online gate has not confirmed the current command, it is re-published every
   ``resend_interval`` seconds (gates ignore a seq they have applied), naming the missing gates.
-* With ``spread_local_fire``, a device newly reporting its local fire alarm opens every gate.
+* With ``spread_local_fire``, a device newly reporting its local fire alarm opens every gate, if it is
+  registered with a fire input and its report is signed with its key (:mod:`hub.device_trust`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
@@ -23,6 +25,9 @@ from hub.services import emergency
 from hub.services.context import HubContext, Outgoing
 from protocol.emergency import EmergencyState
 from protocol.errors import MalformedError
+
+if TYPE_CHECKING:
+    from hub.device_trust import DeviceTrust
 
 log = logging.getLogger(__name__)
 MAX_STATES_PER_TRANSACTION = 2000
@@ -42,17 +47,25 @@ def parse_state(device_id: str, data: bytes) -> EmergencyState:
 
 
 class EmergencyLink:
-    def __init__(self, ctx: HubContext, settings: EmergencySettings, send: Callable[[Outgoing], None]) -> None:
+    def __init__(self, ctx: HubContext, settings: EmergencySettings, send: Callable[[Outgoing], None],
+                 trust: DeviceTrust | None = None) -> None:
         self.ctx = ctx
         self.settings = settings
         self._send = send  # into the bridge's outbox (publishes only while connected)
+        self.trust = trust  # None: reports are believed as they come (unit tests of the link alone)
         self._states: asyncio.Queue[EmergencyState] = asyncio.Queue()
+        self._fire_inputs: set[str] = set()  # devices whose verified fire reports may open every gate
         self._last_resend = 0.0
 
     async def on_state(self, device_id: str, data: bytes) -> None:
         if not data:
             return  # a cleared retained report
-        self._states.put_nowait(parse_state(device_id, data))
+        if self.trust is None:
+            state, fire_input = parse_state(device_id, data), True
+        else:
+            state, fire_input = await self.trust.emergency_state(device_id, data)
+        (self._fire_inputs.add if fire_input else self._fire_inputs.discard)(device_id)
+        self._states.put_nowait(state)
 
     async def announce(self) -> None:
         """(Re)publish the current command, retained; called on every connect."""
@@ -78,7 +91,7 @@ class EmergencyLink:
                 continue
             for device_id in fires:
                 log.warning("device %s reports its local fire alarm: it stands open", device_id)
-                if self.settings.spread_local_fire:
+                if self.settings.spread_local_fire and device_id in self._fire_inputs:
                     try:
                         cmd = await asyncio.to_thread(emergency.spread_fire, self.ctx, device_id)
                     except Exception:

@@ -29,7 +29,7 @@ from pydantic import BaseModel, ValidationError
 
 from hub.config import Settings
 from hub.errors import HubError
-from hub.services import device_admin, emergency, enrollment, signing_keys
+from hub.services import device_admin, emergency, enrollment, registry, signing_keys
 from hub.services.context import SYSTEM, HubContext, Outgoing, Principal
 from protocol.errors import MalformedError
 from protocol.provisioning import BrokerAccess, CommandResult, ConfigAck, EnrollmentRequest, seal_secret
@@ -60,7 +60,9 @@ class DeviceAccounts(Protocol):
     """What the hub needs of ``provisioning.broker.BrokerAdmin``."""
 
     async def ensure_roles(self) -> None: ...
-    async def add_device(self, device_id: str, password: str, kind: str) -> None: ...
+    async def add_device(self, device_id: str, password: str, kind: str, group_id: int | None = None) -> None: ...
+    async def set_group(self, device_id: str, group_id: int | None) -> None: ...
+    async def ensure_device_roles(self, groups: dict[str, int | None]) -> None: ...
     async def set_password(self, device_id: str, password: str) -> None: ...
     async def remove_device(self, device_id: str) -> None: ...
 
@@ -99,6 +101,8 @@ class ProvisioningLink:
         self.accounts = accounts if accounts is not None else broker_admin_factory(settings)
         self.topics = device_admin.ptopics(ctx)
         self._revoked = device_admin.revoked_ids(ctx)
+        self.on_registry_change: Callable[[], None] = lambda: None  # the bridge re-reads its registry copy
+        self._roles_checked = False  # device roles reconciled with the registry once per hub start
         self._rotations: dict[str, _Rotation] = {}  # command id -> pending credential rotation
         p = ctx.topics.prefix
         self._request_head, self._device_head = f"{p}/provision/request/", f"{p}/device/"
@@ -127,7 +131,19 @@ class ProvisioningLink:
         await self._handlers[leaf](check_device_id(device_id), data)
 
     async def announce(self) -> None:
-        """On every connect: re-publish (retained) the key list and every active device's config."""
+        """On every connect: re-publish (retained) the key list and every active device's config; once per
+        hub start, bring every device's broker role to its registered group (after an upgrade)."""
+        if not self._roles_checked and self.accounts is not None:
+            try:
+                groups = await asyncio.to_thread(registry.active_groups, self.ctx)
+                async with self._admin() as admin:
+                    if admin is not None:
+                        await admin.ensure_device_roles(groups)  # first: the shared role loses group/+ next
+                        await admin.ensure_roles()
+                self._roles_checked = True
+            except BrokerAdminError:
+                log.exception("could not bring the broker's device roles to their registered groups; will retry "
+                              "on the next connect")
         out = await asyncio.to_thread(device_admin.config_envelopes, self.ctx)
         keys = await asyncio.to_thread(signing_keys.current_envelope, self.ctx)
         self._send(([(self.topics.hub_keys(), keys)] if keys is not None else []) + out)
@@ -220,7 +236,7 @@ class ProvisioningLink:
         async with self._admin() as admin:
             if admin is not None:
                 await admin.ensure_roles()
-                await admin.add_device(a.device_id, password, a.kind or req["kind"])
+                await admin.add_device(a.device_id, password, a.kind or req["kind"], group_id=a.group_id)
         try:
             out = await asyncio.to_thread(enrollment.approve, ctx, who, serial, fingerprint, a, password,
                                           self._access(a.device_id))
@@ -231,6 +247,7 @@ class ProvisioningLink:
                         await admin.remove_device(a.device_id)
             raise
         self._revoked.discard(a.device_id)
+        self.on_registry_change()
         self._send(out)
 
     async def reject(self, who: Principal, serial: str, fingerprint: str | None, reason: str) -> None:
@@ -248,7 +265,30 @@ class ProvisioningLink:
                 await admin.remove_device(device_id)
         out = await asyncio.to_thread(device_admin.revoke, self.ctx, who, device_id, reason)
         self._revoked.add(device_id)
+        self.on_registry_change()
         self._send([out])
+
+    async def register(self, who: Principal, **device: Any) -> None:
+        """Register a config-file device by its public key (no broker login is made: it uses its config's)."""
+        out = await asyncio.to_thread(lambda: registry.register(self.ctx, who, **device))
+        self._revoked.discard(device["device_id"])
+        self.on_registry_change()
+        self._send([out])
+
+    async def change(self, who: Principal, device_id: str, changes: dict[str, Any]) -> None:
+        """Change a device's site, group, channel or fire input; its broker role follows its group, and an
+        enrolled device gets its new group and channel in a new config version."""
+        before = await asyncio.to_thread(registry.change, self.ctx, who, device_id, changes)
+        self.on_registry_change()
+        after = await asyncio.to_thread(device_admin.device, self.ctx, device_id)
+        if (before["group_id"], before["channel_id"]) == (after["group_id"], after["channel_id"]):
+            return
+        if after["group_id"] != before["group_id"]:
+            async with self._admin() as admin:
+                if admin is not None:
+                    await admin.set_group(device_id, after["group_id"])
+        place = {k: after[k] for k in ("group_id", "channel_id") if after[k] is not None}
+        await self.set_config(who, device_id, {**after["config"], **place})
 
     async def command(self, who: Principal, device_id: str, name: str, timeout_s: float) -> str:
         command_id, out = await asyncio.to_thread(device_admin.issue_command, self.ctx, who, device_id, name,

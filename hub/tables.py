@@ -299,6 +299,17 @@ provisioned_devices = Table(  # devices admitted by enrollment, with their assig
     Column("acked_version", Integer),
     Column("ack_error", String(500)),
     Column("acked_at", Float),
+    Column("fire_input", Boolean, nullable=False, default=False),  # its local fire alarm may open every gate
+)
+
+security_events = Table(  # what a device said that the registry contradicts, or that did not verify
+    "security_events", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", Float, nullable=False, index=True),  # hub clock
+    Column("device_id", String(64), nullable=False, index=True),  # the topic's (broker login's) device
+    Column("what", String(40), nullable=False),  # unregistered, bad_signature, foreign_device, wrong_group, ...
+    Column("detail", String(500), nullable=False),
+    Column("payload", JSON),  # quarantined events, kept (not counted) so nothing is lost
 )
 
 device_commands = Table(  # remote commands; a result arrives on .../command_result

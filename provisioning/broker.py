@@ -2,7 +2,8 @@
 
     >>> async with BrokerAdmin("127.0.0.1", 1883, "admin", admin_password) as admin:
     ...     await admin.ensure_roles()
-    ...     await admin.add_device("gate-a", password, "gate")
+    ...     await admin.add_device("gate-a", password, "gate", group_id=1)
+    ...     await admin.set_group("gate-a", 2)       # now reads group 2's whitelist, no longer group 1's
     ...     await admin.remove_device("gate-a")   # its session is kicked, its login refused
 
 One MQTT v5 connection as the dynsec admin; each command goes to ``$CONTROL/dynamic-security/v1``
@@ -73,6 +74,11 @@ def _error_for(command: dict[str, Any], detail: str) -> BrokerAdminError:
     return BrokerAdminError(message, command=name, detail=detail)
 
 
+def _is_device(client: dict[str, Any]) -> bool:
+    """A getClient/listClients entry of a device login (one holding the shared ``devices`` role)."""
+    return any(r.get("rolename") == ROLE_DEVICES for r in client.get("roles", []))
+
+
 class BrokerAdmin:
     """Administers the broker's logins and ACLs; an async context manager holding one MQTT connection."""
 
@@ -125,14 +131,15 @@ class BrokerAdmin:
         await self._run({"command": "setDefaultACLAccess",
                          "acls": [{"acltype": k, "allow": v} for k, v in DEFAULT_ACL_ACCESS.items()]})
 
-    async def add_device(self, device_id: str, password: str, kind: str) -> None:
+    async def add_device(self, device_id: str, password: str, kind: str, group_id: int | None = None) -> None:
         """Create the device's login (username = device id) with the shared ``devices`` role and its own
-        ``device-<id>`` role. Raises AlreadyExistsError if the device already has a login."""
+        ``device-<id>`` role, which also lets it read its check-in group's whitelist (``group_id``; none
+        if None). Raises AlreadyExistsError if the device already has a login."""
         check_device_id(device_id)
         if kind not in DEVICE_KINDS:
             raise ValueError(f"unknown device kind {kind!r}; one of {sorted(DEVICE_KINDS)}")
         role = device_role(device_id)
-        created_role = await self._ensure_role(role, device_acls(self.prefix, device_id))
+        created_role = await self._ensure_role(role, device_acls(self.prefix, device_id, group_id))
         try:
             await self._run({"command": "createClient", "username": device_id, "password": password,
                              "textname": f"{kind} {device_id}",
@@ -143,6 +150,41 @@ class BrokerAdmin:
                     await self._run({"command": "deleteRole", "rolename": role})
             raise
         log.info("broker: added %s %s", kind, device_id)
+
+    async def set_group(self, device_id: str, group_id: int | None) -> None:
+        """Let the device read only ``group_id``'s whitelist downlink (none if None) from now on: its own
+        role is reconciled. Takes effect at once, also for a live session: the plugin checks
+        ``publishClientReceive`` at each delivery, so an existing subscription to the old group's topic
+        gets nothing more (2.0.11 does not disconnect the device; it subscribes to the new topic itself).
+        An unchanged group changes nothing. Raises NotFoundError if the device has no login (or the
+        login is not a device's)."""
+        check_device_id(device_id)
+        acls = device_acls(self.prefix, device_id, group_id)   # TypeError before any broker change
+        client = (await self._run({"command": "getClient", "username": device_id})).get("client", {})
+        if not _is_device(client):
+            raise NotFoundError(f"dynsec getClient {device_id}: not a device login", command="getClient",
+                                detail="not a device login")
+        await self._ensure_device_role(device_id, acls, client)
+        log.info("broker: %s reads group %s", device_id, group_id)
+
+    async def ensure_device_roles(self, groups: dict[str, int | None]) -> None:
+        """Reconcile the own role of every device in ``groups`` (device id -> its group, or None) to what
+        this code says, e.g. after an upgrade moved the group whitelist out of the shared ``devices``
+        role. Idempotent; devices whose role already fits are not touched (nor disconnected). A device
+        without a (device) login is skipped with a warning (no role is created for it)."""
+        wanted: dict[str, list[Acl]] = {}
+        for device_id, group_id in groups.items():
+            check_device_id(device_id)
+            wanted[device_id] = device_acls(self.prefix, device_id, group_id)
+        data = await self._run({"command": "listClients", "verbose": True, "count": -1, "offset": 0})
+        clients = {c.get("username"): c for c in data.get("clients", []) if _is_device(c)}
+        missing = sorted(d for d in wanted if d not in clients)
+        for device_id, acls in wanted.items():
+            if device_id in clients:
+                await self._ensure_device_role(device_id, acls, clients[device_id])
+        if missing:
+            log.warning("broker: no login for %d device(s), role not reconciled: %s", len(missing),
+                        ", ".join(missing))
 
     async def set_password(self, device_id: str, password: str) -> None:
         """Replace the login's password; the old one is refused from the next CONNECT on."""
@@ -166,8 +208,7 @@ class BrokerAdmin:
         """Device ids with a login (clients holding the ``devices`` role), sorted."""
         data = await self._run({"command": "listClients", "verbose": True, "count": -1, "offset": 0})
         clients = data.get("clients", [])
-        return sorted(c["username"] for c in clients
-                      if any(r.get("rolename") == ROLE_DEVICES for r in c.get("roles", [])))
+        return sorted(c["username"] for c in clients if _is_device(c))
 
     # -- beyond the hub's needs: service logins ----------------------------------------------------
 
@@ -180,6 +221,14 @@ class BrokerAdmin:
         log.info("broker: added %s login %s", role, username)
 
     # -- plumbing ----------------------------------------------------------------------------------
+
+    async def _ensure_device_role(self, device_id: str, acls: list[Acl], client: dict[str, Any]) -> None:
+        """Reconcile ``device-<id>`` for an existing login (``client``: its getClient/listClients entry),
+        and give the login the role again if it has lost it."""
+        role = device_role(device_id)
+        await self._ensure_role(role, acls)
+        if not any(r.get("rolename") == role for r in client.get("roles", [])):
+            await self._run({"command": "addClientRole", "username": device_id, "rolename": role})
 
     async def _ensure_role(self, rolename: str, wanted: list[Acl]) -> bool:
         """Create the role with ``wanted`` ACLs, or reconcile its ACLs. True if it was created."""

@@ -2,17 +2,18 @@
 
 Everything not allowed here is denied (:data:`DEFAULT_ACL_ACCESS`). Mosquitto 2.0.11's dynsec does
 not substitute ``%u``/``%c`` in ACL topics, so each device gets its own role ``device-<id>`` with its
-own topics, beside the shared ``devices`` role (tested in tests/test_broker_security.py).
+own topics, beside the shared ``devices`` role (tested in tests/test_broker_security.py). The
+device's check-in group is part of its own role too: a device reads only its own group's live
+whitelist deltas, never another group's (``BrokerAdmin.set_group`` moves it).
 
     role      publish (client -> broker)                  subscribe and receive
     hub       {p}/#                                       {p}/#
     claim     {p}/provision/request/+                     exactly {p}/provision/reply/<reply_to>
                                                           (no wildcard there, nothing else)
-    devices   -                                           {p}/group/<gid>/whitelist, {p}/emergency/command,
-                                                          {p}/hub/keys
+    devices   -                                           {p}/emergency/command, {p}/hub/keys
     device-X  {p}/device/X/{status,events,sync,           {p}/device/X/{ack,whitelist,config,command,
-              emergency,config_ack,command_result,        print}
-              print_result}
+              emergency,config_ack,command_result,        print}, and exactly {p}/group/<G>/whitelist
+              print_result}                               for X's group G (none while it has no group)
 """
 
 from __future__ import annotations
@@ -81,26 +82,31 @@ def claim_acls(prefix: str) -> list[Acl]:
 
 
 def devices_acls(prefix: str) -> list[Acl]:
-    """What every enrolled device reads: its group's whitelist (one exact group), emergency, hub keys."""
-    group = f"{prefix}/group/+/whitelist"
-    return [
-        Acl("subscribeLiteral", group, allow=False, priority=10),   # not every group at once
-        *_read(group, pattern=True),
-        *_read(f"{prefix}/emergency/command"),
-        *_read(f"{prefix}/hub/keys"),
-    ]
+    """What every enrolled device reads: emergency commands and the hub's key list. (Group whitelists
+    are per device: :func:`device_acls`.)"""
+    return [*_read(f"{prefix}/emergency/command"), *_read(f"{prefix}/hub/keys")]
 
 
 def device_role(device_id: str) -> str:
     return f"{DEVICE_ROLE_PREFIX}{device_id}"
 
 
-def device_acls(prefix: str, device_id: str) -> list[Acl]:
-    """One device's own topics (``%u`` is not available in Mosquitto 2.0's dynsec)."""
+def group_whitelist_topic(prefix: str, group_id: int) -> str:
+    """``{p}/group/<group_id>/whitelist``, as :meth:`protocol.topics.Topics.group_whitelist` spells it."""
+    if isinstance(group_id, bool) or not isinstance(group_id, int):
+        raise TypeError(f"group id must be an int, not {type(group_id).__name__}")
+    return f"{prefix}/group/{group_id}/whitelist"
+
+
+def device_acls(prefix: str, device_id: str, group_id: int | None = None) -> list[Acl]:
+    """One device's own topics (``%u`` is not available in Mosquitto 2.0's dynsec), and reading exactly
+    its own group's whitelist downlink when it has a group (a literal filter: no ``+``, no other group)."""
     base = f"{prefix}/device/{device_id}"
     acls = [Acl("publishClientSend", f"{base}/{leaf}") for leaf in DEVICE_PUBLISHES]
     for leaf in DEVICE_RECEIVES:
         acls += _read(f"{base}/{leaf}")
+    if group_id is not None:
+        acls += _read(group_whitelist_topic(prefix, group_id))
     return acls
 
 

@@ -144,14 +144,34 @@ def run(args: argparse.Namespace, hub: Hub, out: Callable[[str], None]) -> int:
             d["drift"] = "DRIFT" if d["config_drift"] else ""
             d["config"] = f"{d['acked_version']}/{d['config_version']}"
         if devices:
-            out(_table(devices, ("device_id", "serial", "kind", "site", "group_id", "channel_id", "status",
-                                 "online", "config", "drift", "birth", "software_version")))
+            out(_table(devices, ("device_id", "serial", "kind", "site", "group_id", "channel_id", "fire_input",
+                                 "fingerprint", "status", "online", "config", "drift", "birth", "software_version")))
         return 0
     if cmd == "approve":
         body: dict[str, Any] = {"fingerprint": args.fingerprint, "device_id": args.device_id, "site": args.site,
-                                "group_id": args.group, "channel_id": args.channel, "kind": args.kind}
+                                "group_id": args.group, "channel_id": args.channel, "kind": args.kind,
+                                "fire_input": args.fire_input or None}
         device = hub.call("POST", f"/requests/{args.serial}/approve", {k: v for k, v in body.items() if v is not None})
         out(f"approved {args.serial} (key {args.fingerprint}) as {device['device_id']} (site {device['site']})")
+        return 0
+    if cmd == "register":
+        return _register(args, hub, out)
+    if cmd == "move":
+        change: dict[str, Any] = {"group_id": args.group, "channel_id": args.channel, "site": args.site,
+                                  "fire_input": None if args.fire_input is None else args.fire_input == "yes"}
+        change = {k: v for k, v in change.items() if v is not None}
+        if not change:
+            raise CliError("move needs --group, --channel, --site or --fire-input", 2)
+        d = hub.call("PATCH", f"/devices/{args.device_id}", change)
+        out(f"{d['device_id']}: group {d['group_id']} channel {d['channel_id']} site {d['site']} "
+            f"fire input {'yes' if d['fire_input'] else 'no'}")
+        return 0
+    if cmd == "security":
+        query = f"?limit={args.limit}" + (f"&device_id={args.device_id}" if args.device_id else "")
+        events = hub.call("GET", f"/security-events{query}")
+        for e in events:
+            e["at"] = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e["at"]))
+        out(_table(events, ("at", "device_id", "what", "detail")) if events else "no security events")
         return 0
     if cmd == "reject":
         hub.call("POST", f"/requests/{args.serial}/reject", {"fingerprint": args.fingerprint, "reason": args.reason})
@@ -188,6 +208,23 @@ def run(args: argparse.Namespace, hub: Hub, out: Callable[[str], None]) -> int:
         out(f"control key {result['active_kid']}, ticket key {result['ticket_kid']}; purposes {result['purposes']}")
         return 0
     raise CliError(f"unknown command {cmd}", 2)
+
+
+def _register(args: argparse.Namespace, hub: Hub, out: Callable[[str], None]) -> int:
+    text = Path(args.show_key[1:]).read_text(encoding="utf-8") if args.show_key.startswith("@") else args.show_key
+    try:
+        shown = json.loads(text)
+        body = {"device_id": shown["device_id"], "kind": shown["kind"], "public_key": shown["public_key"],
+                "site": args.site, "fire_input": args.fire_input,
+                "group_id": args.group if args.group is not None else shown.get("group_id"),
+                "channel_id": args.channel if args.channel is not None else shown.get("channel_id")}
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CliError("register needs the JSON line `python -m gate_agent --show-key` prints "
+                       f"(device_id, kind, public_key): {exc}", 2) from exc
+    d = hub.call("POST", "/devices", body)
+    out(f"registered {d['device_id']} ({d['kind']}, group {d['group_id']} channel {d['channel_id']}, key "
+        f"{d['fingerprint']}); check the fingerprint against the one the device shows: {shown.get('fingerprint')}")
+    return 0
 
 
 def run_ca(args: argparse.Namespace, out: Callable[[str], None]) -> int:
@@ -228,6 +265,24 @@ def parser() -> argparse.ArgumentParser:
     a.add_argument("--group", type=int)
     a.add_argument("--channel", type=int)
     a.add_argument("--kind", choices=["gate", "handheld", "kiosk", "printer"])
+    a.add_argument("--fire-input", action="store_true", help="a fire-alarm contact is wired to it: its signed local "
+                                                             "fire alarm may open every gate")
+    g = sub.add_parser("register", help="register a config-file device by the JSON `python -m gate_agent "
+                                        "--show-key` prints (its key, group and channel)")
+    g.add_argument("show_key", help="that JSON line, or @FILE holding it")
+    g.add_argument("--site", required=True)
+    g.add_argument("--group", type=int, help="default: the group in the JSON")
+    g.add_argument("--channel", type=int, help="default: the channel in the JSON")
+    g.add_argument("--fire-input", action="store_true")
+    mv = sub.add_parser("move", help="change a device's group/channel/site/fire input (the registry's word)")
+    mv.add_argument("device_id")
+    mv.add_argument("--group", type=int)
+    mv.add_argument("--channel", type=int)
+    mv.add_argument("--site")
+    mv.add_argument("--fire-input", choices=["yes", "no"])
+    se = sub.add_parser("security", help="security events: messages the registry contradicts or that do not verify")
+    se.add_argument("--device-id")
+    se.add_argument("--limit", type=int, default=50)
     r = sub.add_parser("reject", help="reject a pending enrollment request (by serial and key fingerprint)")
     r.add_argument("serial")
     r.add_argument("--fingerprint", required=True, type=_fingerprint, help=FINGERPRINT_HELP)

@@ -180,16 +180,30 @@ def write_private(path: Path, data: bytes) -> Path:
     return path
 
 
-def device_key(directory: Path) -> nacl.signing.SigningKey:
-    """The device's Ed25519 key in ``directory/device.key``: created once (mode 0600), then reused."""
-    path = directory / KEY_FILE
+def device_key_at(path: Path) -> nacl.signing.SigningKey:
+    """The device's Ed25519 key in the file ``path`` (a base64 seed): created once (mode 0600), then
+    reused. Raises IdentityError, naming the file, if it cannot be created or read or holds no key."""
     if not path.exists():
-        write_private(path, base64.b64encode(bytes(nacl.signing.SigningKey.generate())) + b"\n")
+        try:
+            write_private(path, base64.b64encode(bytes(nacl.signing.SigningKey.generate())) + b"\n")
+        except OSError as exc:
+            raise IdentityError(f"device key file {path} cannot be created: {exc}") from exc
         log.info("device key created in %s", path)
     try:
-        return nacl.signing.SigningKey(base64.b64decode(path.read_text().strip(), validate=True))
-    except (OSError, ValueError, TypeError) as exc:
+        key = nacl.signing.SigningKey(base64.b64decode(path.read_text().strip(), validate=True))
+    except OSError as exc:
+        raise IdentityError(f"device key file {path} cannot be read: {exc}") from exc
+    except (ValueError, TypeError) as exc:
         raise IdentityError(f"device key file {path} is not a base64 Ed25519 seed") from exc
+    if path.stat().st_mode & 0o077:
+        log.warning("device key file %s can be read by others (mode %o): chmod 600 it", path,
+                    path.stat().st_mode & 0o777)
+    return key
+
+
+def device_key(directory: Path) -> nacl.signing.SigningKey:
+    """The device's Ed25519 key in ``directory/device.key``: created once (mode 0600), then reused."""
+    return device_key_at(directory / KEY_FILE)
 
 
 def public_key_b64(key: nacl.signing.SigningKey) -> str:

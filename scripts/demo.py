@@ -56,6 +56,7 @@ def main() -> None:
                            extra_args=("--sim",), extra_config=f'[rfid]\npath = "udp:localhost:{rfid_port}"\n')
         print("starting gate agent gate-1 --sim (turnstile on gpiozero's MockFactory with a simulated patron, "
               "serial scanner on a pty, camera on an image folder, RFID over nfcpy's udp driver) ...", flush=True)
+        gate.register(hub, fire_input=True)  # as ops would: its key, group and channel into the hub's registry
         gate.start()
         scan_port = gate.scanner.host
         links = {"scanner": scan_port, "camera": gate.data_dir / "sim-camera"}

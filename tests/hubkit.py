@@ -19,6 +19,7 @@ from hub.app import create_app
 from hub.config import Settings, load_settings
 from hub.services.context import HubContext
 from protocol.keys import Keyring
+from tests.support.devices import TestDevice, register
 from tests.support.net import free_port, wait_for
 
 ADMIN_PASSWORD = "admin-secret-pw"
@@ -114,3 +115,19 @@ def sell(hub: Hub, show: dict[str, int], type_key: str = "adult", persons: int =
             "holder_name": "Li Lei", "holder_phone": "13800000000"}
     result: dict[str, Any] = hub.post("/tickets", body)
     return result
+
+
+def device(hub: Hub, device_id: str, show: dict[str, int], *, kind: str = "gate", fire_input: bool = False,
+           group: int | None = None, channel: int | None = None) -> TestDevice:
+    """Register ``device_id`` at the hub (as an operator would) in the show's group and channel, or the
+    ``group``/``channel`` given; return it, to sign its batches and emergency states with."""
+    return register(hub.post, device_id, group if group is not None else show["group"],
+                    channel if channel is not None else (show["channel"] if group is None else None),
+                    kind=kind, fire_input=fire_input)
+
+
+def security_events(hub: Hub, device_id: str) -> list[str]:
+    """What the hub recorded as security events of ``device_id`` (sorted)."""
+    r = hub.client.get(f"/api/v1/provisioning/security-events?device_id={device_id}", headers=hub.admin)
+    assert r.status_code == 200, r.text
+    return sorted(e["what"] for e in r.json())

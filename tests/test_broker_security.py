@@ -1,5 +1,6 @@
 """Broker security against a real Mosquitto with the dynamic-security plugin, over plain TCP and TLS:
-per-device logins and ACLs, the claim credential, rotation and revocation without a broker restart.
+per-device logins and ACLs (a device reads only its own check-in group's whitelist), the claim credential,
+rotation and revocation without a broker restart.
 
 ACL denials are silent for a QoS 1 publisher, so every denial is checked on the subscriber side."""
 
@@ -16,8 +17,8 @@ from typing import Any
 import aiomqtt
 import pytest
 
-from provisioning.broker import AlreadyExistsError, BrokerAdmin, BrokerAdminError
-from provisioning.broker_acl import ROLE_CLAIM, claim_acls
+from provisioning.broker import AlreadyExistsError, BrokerAdmin, BrokerAdminError, NotFoundError
+from provisioning.broker_acl import ROLE_CLAIM, ROLE_DEVICES, Acl, claim_acls, device_acls, devices_acls
 from provisioning.broker_config import BrokerConfig, broker_conf_text
 from provisioning.tls import TlsClient, make_ca, make_server_cert
 from tests.support.secure_broker import SecureMosquitto
@@ -45,17 +46,39 @@ def granted(codes: Sequence[Any]) -> bool:
 
 @pytest.fixture
 async def admin(secure_broker: SecureMosquitto) -> AsyncIterator[BrokerAdmin]:
-    """Roles in place, gates A and B enrolled, a claim login; the admin also holds the hub role."""
+    """Roles in place, gates A (group 1) and B (group 2) enrolled, a claim login; the admin also holds the
+    hub role."""
     async with secure_broker.admin() as adm:
         await adm.ensure_roles()
-        await adm.add_device("gate-a", PW["gate-a"], "gate")
-        await adm.add_device("gate-b", PW["gate-b"], "gate")
+        await adm.add_device("gate-a", PW["gate-a"], "gate", group_id=1)
+        await adm.add_device("gate-b", PW["gate-b"], "gate", group_id=2)
         await adm.add_service_client("claim", PW["claim"], ROLE_CLAIM)
         yield adm
 
 
 def hub(broker: SecureMosquitto) -> aiomqtt.Client:
     return broker.client(broker.admin_user, broker.admin_password)
+
+
+def group(gid: int) -> str:
+    return f"{P}/group/{gid}/whitelist"
+
+
+async def role_acls(admin: BrokerAdmin, rolename: str) -> set[Acl]:
+    role = (await admin._run({"command": "getRole", "rolename": rolename}))["role"]
+    return {Acl.from_json(a) for a in role["acls"]}
+
+
+async def reads_only_group(gate: aiomqtt.Client, h: aiomqtt.Client, mine: int, other: int) -> None:
+    """``gate`` may subscribe to group ``mine``'s whitelist and not to ``other``'s; a delivery on ``other``
+    never reaches it: published first, on the same QoS 1 connection, it would arrive before ``mine``'s."""
+    assert granted(await gate.subscribe(group(mine), qos=1))
+    assert not granted(await gate.subscribe(group(other), qos=1))
+    await h.publish(group(other), b"other group", qos=1)
+    await h.publish(group(mine), b"own group", qos=1)
+    message = await next_message(gate)
+    assert (str(message.topic), message.payload) == (group(mine), b"own group")
+    await expect_nothing(gate)
 
 
 async def test_gate_publishes_only_its_own_uplink_topics(secure_broker: SecureMosquitto, admin: BrokerAdmin) -> None:
@@ -76,12 +99,12 @@ async def test_gate_publishes_only_its_own_uplink_topics(secure_broker: SecureMo
 async def test_gate_reads_its_own_downlink_and_nothing_of_others(secure_broker: SecureMosquitto,
                                                                  admin: BrokerAdmin) -> None:
     own = [f"{P}/device/gate-a/{leaf}" for leaf in ("ack", "whitelist", "config", "command")]
-    shared = [f"{P}/group/1/whitelist", f"{P}/emergency/command", f"{P}/hub/keys"]
+    shared = [group(1), f"{P}/emergency/command", f"{P}/hub/keys"]   # gate A is in group 1
     async with hub(secure_broker) as h, secure_broker.client("gate-a", PW["gate-a"]) as gate:
         for topic in own + shared:
             assert granted(await gate.subscribe(topic, qos=1)), topic
         for topic in (f"{P}/device/gate-b/#", "#", f"{P}/#", f"{P}/device/+/ack", f"{P}/group/+/whitelist",
-                      f"{P}/provision/reply/+", f"{P}/device/gate-b/ack"):
+                      f"{P}/group/#", group(2), group(3), f"{P}/provision/reply/+", f"{P}/device/gate-b/ack"):
             assert not granted(await gate.subscribe(topic, qos=1)), topic
         for topic in own + shared:
             await h.publish(topic, b"for-a", qos=1)
@@ -92,6 +115,92 @@ async def test_gate_reads_its_own_downlink_and_nothing_of_others(secure_broker: 
         await h.publish(f"{P}/group/2/whitelist", b"other group", qos=1)
         await h.publish(f"{P}/provision/reply/{'1' * 32}", b"reply", qos=1)
         await expect_nothing(gate, 0.5)
+
+
+async def test_each_device_reads_only_its_own_groups_whitelist(secure_broker: SecureMosquitto,
+                                                                admin: BrokerAdmin) -> None:
+    async with (hub(secure_broker) as h, secure_broker.client("gate-a", PW["gate-a"]) as a,
+                secure_broker.client("gate-b", PW["gate-b"]) as b):
+        await reads_only_group(a, h, mine=1, other=2)
+        await reads_only_group(b, h, mine=2, other=1)
+
+
+async def test_set_group_moves_the_device_to_the_other_groups_whitelist(secure_broker: SecureMosquitto,
+                                                                        admin: BrokerAdmin) -> None:
+    async with hub(secure_broker) as h:
+        async with secure_broker.client("gate-a", PW["gate-a"]) as gate:
+            await reads_only_group(gate, h, mine=1, other=2)
+            await admin.set_group("gate-a", 1)   # unchanged: the session and its subscription carry on
+            await h.publish(group(1), b"still", qos=1)
+            assert (await next_message(gate)).payload == b"still"
+
+            await admin.set_group("gate-a", 2)   # at once, in the same session: the group-1 subscription
+            assert granted(await gate.subscribe(group(2), qos=1))   # it still holds gets nothing more
+            await h.publish(group(1), b"old group", qos=1)
+            await h.publish(group(2), b"new group", qos=1)
+            message = await next_message(gate)
+            assert (str(message.topic), message.payload) == (group(2), b"new group")
+            await expect_nothing(gate)
+        async with secure_broker.client("gate-a", PW["gate-a"]) as gate:   # and after a reconnect
+            await reads_only_group(gate, h, mine=2, other=1)
+        assert await role_acls(admin, "device-gate-a") == set(device_acls(P, "gate-a", 2))
+
+        await admin.set_group("gate-a", None)   # no group: no group whitelist at all
+        async with secure_broker.client("gate-a", PW["gate-a"]) as gate:
+            for gid in (1, 2):
+                assert not granted(await gate.subscribe(group(gid), qos=1))
+            assert granted(await gate.subscribe(f"{P}/device/gate-a/whitelist", qos=1))
+    assert await role_acls(admin, "device-gate-a") == set(device_acls(P, "gate-a"))
+
+
+async def test_set_group_of_a_device_without_login_is_not_found(secure_broker: SecureMosquitto,
+                                                                admin: BrokerAdmin) -> None:
+    with pytest.raises(NotFoundError):
+        await admin.set_group("gate-z", 1)
+    with pytest.raises(NotFoundError):   # a service login is no device
+        await admin.set_group("claim", 1)
+    with pytest.raises(NotFoundError):   # and no role was left behind for either
+        await admin._run({"command": "getRole", "rolename": "device-gate-z"})
+    with pytest.raises(TypeError):
+        await admin.set_group("gate-a", "+")   # type: ignore[arg-type]
+    assert await role_acls(admin, "device-gate-a") == set(device_acls(P, "gate-a", 1))
+
+
+async def test_ensure_roles_removes_the_old_any_group_pattern(secure_broker: SecureMosquitto,
+                                                              admin: BrokerAdmin) -> None:
+    old = f"{P}/group/+/whitelist"   # what the shared role allowed before: any one group
+    for acl in (Acl("subscribeLiteral", old, allow=False, priority=10), Acl("subscribePattern", old),
+                Acl("publishClientReceive", old)):
+        await admin._run({"command": "addRoleACL", "rolename": ROLE_DEVICES, **acl.to_json()})
+    async with hub(secure_broker) as h:
+        async with secure_broker.client("gate-a", PW["gate-a"]) as gate:
+            assert granted(await gate.subscribe(group(2), qos=1))   # the hole this change closes
+        await admin.ensure_roles()
+        assert await role_acls(admin, ROLE_DEVICES) == set(devices_acls(P))
+        async with secure_broker.client("gate-a", PW["gate-a"]) as gate:
+            await reads_only_group(gate, h, mine=1, other=2)
+
+
+async def test_ensure_device_roles_upgrades_roles_of_enrolled_devices(secure_broker: SecureMosquitto,
+                                                                      admin: BrokerAdmin) -> None:
+    for device_id in ("gate-a", "gate-b"):   # as enrolled before groups were per device
+        await admin._ensure_role(f"device-{device_id}", device_acls(P, device_id))
+    await admin._run({"command": "removeClientRole", "username": "gate-b", "rolename": "device-gate-b"})
+    async with hub(secure_broker) as h:
+        async with secure_broker.client("gate-a", PW["gate-a"]) as gate:
+            assert not granted(await gate.subscribe(group(1), qos=1))
+        await admin.ensure_device_roles({"gate-a": 1, "gate-b": 2, "gate-z": 3, "claim": 1})
+        await admin.ensure_device_roles({"gate-a": 1, "gate-b": 2, "gate-z": 3, "claim": 1})   # idempotent
+        assert await role_acls(admin, "device-gate-a") == set(device_acls(P, "gate-a", 1))
+        assert await role_acls(admin, "device-gate-b") == set(device_acls(P, "gate-b", 2))
+        for rolename in ("device-gate-z", "device-claim"):   # no login (or no device login): skipped
+            with pytest.raises(NotFoundError):
+                await admin._run({"command": "getRole", "rolename": rolename})
+        async with (secure_broker.client("gate-a", PW["gate-a"]) as a,
+                    secure_broker.client("gate-b", PW["gate-b"]) as b):
+            await reads_only_group(a, h, mine=1, other=2)
+            await reads_only_group(b, h, mine=2, other=1)   # its lost role was given back
+            assert granted(await b.subscribe(f"{P}/device/gate-b/ack", qos=1))
 
 
 async def test_wrong_password_unknown_login_and_anonymous_are_refused(secure_broker: SecureMosquitto,
@@ -193,6 +302,7 @@ async def test_ensure_roles_is_idempotent_and_repairs_a_changed_role(secure_brok
     role = (await admin._run({"command": "getRole", "rolename": "claim"}))["role"]
     have = {(a["acltype"], a["topic"], a["allow"], a["priority"]) for a in role["acls"]}
     assert have == {(a.acltype, a.topic, a.allow, a.priority) for a in claim_acls(P)}
+    assert await role_acls(admin, ROLE_DEVICES) == set(devices_acls(P))
 
 
 async def test_bad_admin_password_is_a_typed_error(secure_broker: SecureMosquitto) -> None:

@@ -1,8 +1,8 @@
 """The hub console's emergency page in a real headless Chromium, against a real hub and Mosquitto.
 
-Two stand-in gates (paho clients) announce themselves online, read the hub's signed emergency command
-and report their emergency state back, retained, as a gate agent does. Screenshots of every step go to
-``test-artifacts/console/``.
+Two stand-in gates (paho clients), registered at the hub with their own keys, announce themselves
+online, read the hub's signed emergency command and report their emergency state back, signed and
+retained, as a gate agent does. Screenshots of every step go to ``test-artifacts/console/``.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from protocol.messages import GateStatus, dump_message
 from protocol.topics import Topics
 from tests.support.broker import Mosquitto
 from tests.support.browser import ARTIFACTS, chromium, require_chromium
+from tests.support.devices import TestDevice, register
 from tests.support.net import wait_for
 from tests.support.processes import GateProcess, HubProcess
 from tests.support.scenario import Show, sell
@@ -37,20 +38,21 @@ VIEWER_PASSWORD = "viewer-password-1"
 class StandInGate:
     """A gate's MQTT side only: status online, and an emergency state that follows the hub's command."""
 
-    def __init__(self, broker: Mosquitto, keyring: Keyring, device_id: str, group_id: int, channel_id: int) -> None:
+    def __init__(self, broker: Mosquitto, keyring: Keyring, device: TestDevice, group_id: int,
+                 channel_id: int) -> None:
         self.topics = Topics("venue")
-        self.keyring, self.device_id = keyring, device_id
+        self.keyring, self.device, self.device_id = keyring, device, device.device_id
         self.group_id, self.channel_id = group_id, channel_id
         self.applied: list[EmergencyCommand] = []
         self.errors: list[str] = []
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"stand-in-{device_id}",
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"stand-in-{self.device_id}",
                                   protocol=mqtt.MQTTv5)
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
         self.connected = threading.Event()
         self.client.connect("127.0.0.1", broker.port)
         self.client.loop_start()
-        assert self.connected.wait(5), f"{device_id}: no MQTT connection"
+        assert self.connected.wait(5), f"{self.device_id}: no MQTT connection"
 
     def _on_connect(self, client: mqtt.Client, _userdata: Any, _flags: Any, _rc: Any, _props: Any = None) -> None:
         status = GateStatus(device_id=self.device_id, state="online", at=time.time(), group_id=self.group_id,
@@ -76,7 +78,7 @@ class StandInGate:
     def _report(self, state: str, seq: int, cause: str | None) -> None:
         report = EmergencyState.model_validate({"device_id": self.device_id, "state": state, "seq": seq,
                                                 "cause": cause, "at": time.time()})
-        self.client.publish(self.topics.emergency_state(self.device_id), report.model_dump_json().encode(),
+        self.client.publish(self.topics.emergency_state(self.device_id), self.device.emergency(report),
                             qos=1, retain=True)
 
     def close(self) -> None:
@@ -91,8 +93,12 @@ def gates(broker: Mosquitto, hub_process: HubProcess, show: Show) -> Iterator[li
                                                                 "performance_ids": [show.performance_id]})
     channel_b = hub_process.call("POST", f"/checkin-groups/{group_b['id']}/channels",
                                  json={"name": "Gate B B口", "ticket_type_ids": [show.adult_type]})
-    made = [StandInGate(broker, keyring, "gate-A1", show.group_id, show.channel_id),
-            StandInGate(broker, keyring, "gate-B1", group_b["id"], channel_b["id"])]
+    made: list[StandInGate] = []
+    for device_id, group_id, channel_id in (("gate-A1", show.group_id, show.channel_id),
+                                            ("gate-B1", group_b["id"], channel_b["id"])):
+        device = register(lambda path, body: hub_process.call("POST", path, json=body), device_id, group_id,
+                          channel_id)
+        made.append(StandInGate(broker, keyring, device, group_id, channel_id))
     try:
         wait_for(lambda: len([d for d in hub_process.call("GET", "/devices") if d["state"] == "online"]) == 2,
                  timeout=10, what="both stand-in gates online at the hub")
@@ -268,7 +274,7 @@ def test_console_board_with_a_real_gate_agent(broker: Mosquitto, hub_process: Hu
     hub = hub_process
     hub.call("POST", "/users", json={"username": "guard", "password": GUARD_PASSWORD, "role": "security"})
     gate = GateProcess(tmp_path / "gate", "gate-R1", broker.port, hub.keys_file, show.group_id, show.channel_id)
-    gate.start()
+    gate.register(hub).start()
     errors: list[str] = []
     try:
         with chromium() as browser:

@@ -65,7 +65,7 @@ def printer(broker: Mosquitto, hub_process: HubProcess, tmp_path: Path) -> Itera
 def gate(broker: Mosquitto, hub_process: HubProcess, show: Show, tmp_path: Path) -> Iterator[GateProcess]:
     proc = GateProcess(tmp_path / "gate", "gate-1", broker.port, hub_process.keys_file, show.group_id,
                        show.channel_id)
-    proc.start()
+    proc.register(hub_process).start()
     try:
         yield proc
     finally:

@@ -22,7 +22,7 @@ from protocol.emergency import EmergencyCommand
 from protocol.envelope import seal
 from protocol.keys import Signer
 from protocol.messages import KIND_ACK
-from tests.gate_helpers import FakeHub, eventually, fake_hub, token, write_keys
+from tests.gate_helpers import FakeHub, device_public_key, eventually, fake_hub, token, write_keys
 from tests.support.broker import Mosquitto
 from tests.support.net import wait_for
 from tests.support.processes import GateProcess
@@ -61,7 +61,8 @@ def gates(broker: Mosquitto, signer: Signer, tmp_path: Path) -> Iterator[list[Ga
 async def test_open_all_scope_forgery_replay_and_clear(broker: Mosquitto, signer: Signer,
                                                        gates: list[GateProcess]) -> None:
     ids = [g.device_id for g in gates]
-    async with fake_hub(broker.port, signer) as hub:
+    registry = {g.device_id: device_public_key(g.data_dir) for g in gates}
+    async with fake_hub(broker.port, signer, devices=registry) as hub:
         await eventually(lambda: all(confirmed(hub, d, "normal", 0) for d in ids), what="initial states")
         open_all = command(1, open_all=True)
         started = time.perf_counter()
@@ -130,7 +131,8 @@ async def test_fire_input_opens_with_the_broker_down_and_is_reported_after(
         broker: Mosquitto, signer: Signer, turnstile_gate: tuple[GateConfig, MockFactory, PtyPair]) -> None:
     cfg, factory, scanner = turnstile_gate
     relay = factory.pin(ENTRY_RELAY)
-    async with fake_hub(broker.port, signer) as hub:
+    registry = {cfg.device_id: device_public_key(cfg.data_dir)}
+    async with fake_hub(broker.port, signer, devices=registry) as hub:
         await eventually(lambda: confirmed(hub, "gate-f", "normal", 0), what="the initial state")
     broker.stop()
     await asyncio.to_thread(factory.pin(FIRE).drive_low)  # the fire panel closes its contact: alarm
@@ -140,7 +142,7 @@ async def test_fire_input_opens_with_the_broker_down_and_is_reported_after(
     scanner.write_line(token(signer, 5))
     await eventually(lambda: gate_db(cfg, "SELECT json_extract(event, '$.reason') FROM journal"), what="the scan")
     broker.start()
-    async with fake_hub(broker.port, signer) as hub:
+    async with fake_hub(broker.port, signer, devices=registry) as hub:
         await eventually(lambda: (s := hub.last_emergency("gate-f")) is not None and s.state == "open"
                          and s.cause == "fire", timeout=10, what="the fire state at the hub")
         await eventually(lambda: any(e.reason == "emergency" and e.ticket_id == 5 for e in hub.events),
@@ -166,7 +168,7 @@ async def test_killed_during_a_fire_alarm_restarts_open(broker: Mosquitto, signe
                        extra_args=("--sim",), extra_config='[rfid]\npath = "udp:localhost:18899"\n')
     try:
         gate.start()
-        async with fake_hub(broker.port, signer) as hub:
+        async with fake_hub(broker.port, signer, devices={"gate-s": device_public_key(gate.data_dir)}) as hub:
             await eventually(lambda: confirmed(hub, "gate-s", "normal", 0), what="the initial state")
             (gate.data_dir / FIRE_FILE).touch()  # --sim: the fire panel's contact opens
             await eventually(lambda: confirmed(hub, "gate-s", "open", 0), what="the fire alarm at the hub")

@@ -40,7 +40,7 @@ def test_a_gate_offline_across_rotate_and_retire_catches_up_and_refuses_the_refu
     hub = hub_process
     gate = GateProcess(tmp_path / "gate", "gate-k", broker.port, hub.keys_file, show.group_id, show.channel_id)
     try:
-        gate.start()
+        gate.register(hub).start()
         refunded, kept = sell(hub, show), sell(hub, show)
         wait_for(lambda: gate_is_current(gate, hub, show.group_id), what="the sales at the gate")
         gate.stop()  # offline from here
@@ -80,7 +80,7 @@ def test_a_gate_that_cannot_trust_the_new_keys_is_loud_stale_at_the_hub(
     gate_keys.write_text(json.dumps(keys))
     gate = GateProcess(tmp_path / "gate", "gate-s", broker.port, gate_keys, show.group_id, show.channel_id)
     try:
-        gate.start()
+        gate.register(hub).start()
         refunded = sell(hub, show)
         wait_for(lambda: gate_is_current(gate, hub, show.group_id), what="the sale at the gate")
         gate.stop()

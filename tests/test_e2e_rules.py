@@ -4,7 +4,8 @@ HTTP API, MQTT through the gate agents, the serial scanner). The machine runs on
 the venues on Asia/Shanghai. To cross the venue's midnight a gate runs under libfaketime.
 
 One broker and one hub serve the whole module (each test sets up its own venue, performance and group);
-tests that take the broker away bring it back before they end.
+tests that take the broker away bring it back before they end. Every gate is registered at the hub with
+its own key, group and channel before it starts, as ops would.
 """
 
 from __future__ import annotations
@@ -29,8 +30,10 @@ from protocol.localtime import next_midnight
 from protocol.messages import GateStatus, dump_message
 from protocol.printing import PrinterCondition
 from protocol.topics import Topics
+from provisioning.device import device_key
 from tests.gate_helpers import eventually
 from tests.support.broker import Mosquitto
+from tests.support.devices import register
 from tests.support.faketime import libfaketime
 from tests.support.net import wait_for
 from tests.support.processes import GateProcess, HubProcess
@@ -111,6 +114,7 @@ class Venue:
         g = GateProcess(tmp_path / device_id, device_id, broker.port, self.hub.keys_file, group or self.group,
                         channel or self.channel, **kwargs)
         gates.append(g)
+        g.register(self.hub)
         if start:
             g.start()
         return g
@@ -328,6 +332,9 @@ async def test_group_ticket_where_only_two_of_four_pass_admits_the_other_two_lat
     at_gate, at_hub = await asyncio.to_thread(v.sell, 4), await asyncio.to_thread(v.sell, 4)
     scanner = PtyPair(tmp_path / "gate-t", "scanner")
     scanner.start()
+    (tmp_path / "gate-t" / "data").mkdir(parents=True)
+    await asyncio.to_thread(register, lambda path, body: hub.call("POST", path, json=body), "gate-t", v.group,
+                            v.channel, key=device_key(tmp_path / "gate-t" / "data"))
     cfg = GateConfig(device_id="gate-t", group_id=v.group, channel_id=v.channel, data_dir=tmp_path / "gate-t" / "data",
                      hub_keys_file=hub.keys_file, status_interval=0.5, mqtt={"port": broker.port},
                      scanner={"url": str(scanner.device)}, actuator={"kind": "turnstile"},

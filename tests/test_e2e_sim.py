@@ -48,7 +48,7 @@ def sim(hub_process: HubProcess, show: Show, broker: Mosquitto, tmp_path: Path) 
     gate = GateProcess(tmp_path / "gate", "gate-sim", broker.port, hub_process.keys_file, show.group_id,
                        show.channel_id, extra_args=("--sim",),
                        extra_config=f'[rfid]\npath = "udp:localhost:{port}"\n[turnstile]\nsim_patron_delay = 0.2\n')
-    gate.start()
+    gate.register(hub_process).start()
     try:
         yield SimGate(gate, port)
     finally:

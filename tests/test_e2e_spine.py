@@ -37,7 +37,7 @@ def gates(broker: Mosquitto, hub: HubProcess, show: Show, tmp_path: Path) -> Ite
                          show.group_id, show.channel_id) for i in (1, 2)]
     try:
         for p in procs:
-            p.start()
+            p.register(hub).start()
         yield procs
     finally:
         for p in procs:

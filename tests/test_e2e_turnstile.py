@@ -19,6 +19,7 @@ from gpiozero.pins.mock import MockFactory
 
 from gate_agent.app import run_gate
 from gate_agent.config import GateConfig
+from provisioning.device import device_key, public_key_b64
 from tests.gate_helpers import eventually
 from tests.support.broker import Mosquitto
 from tests.support.processes import HubProcess
@@ -79,6 +80,11 @@ async def gate(broker: Mosquitto, hub: HubProcess, tmp_path: Path) -> AsyncItera
                      mqtt={"port": broker.port}, scanner={"url": str(scanner.device)},
                      actuator={"kind": "turnstile"},
                      turnstile={"passage_timeout": 0.5, "pulse_ms": 50, "short_beep_ms": 20, "long_beep_ms": 20})
+    # registered as ops would: its own key (made now where the gate finds it) with its group and channel
+    await asyncio.to_thread(hub.call, "POST", "/provisioning/devices", json={
+        "device_id": cfg.device_id, "kind": "gate", "site": "test hall",
+        "public_key": public_key_b64(device_key(cfg.data_dir)), "group_id": show.group_id,
+        "channel_id": show.channel_id})
     factory = MockFactory()
     stop = asyncio.Event()
     task = asyncio.create_task(run_gate(cfg, stop, pin_factory=factory))

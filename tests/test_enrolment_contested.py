@@ -78,7 +78,11 @@ def provision(hub: HubProcess, *args: str) -> subprocess.CompletedProcess[str]:
 @pytest.fixture(name="venue")
 def venue_fixture(tmp_path: Path, secure_broker: SecureMosquitto) -> Iterator[tuple[HubProcess, str]]:
     """A hub process managing broker logins on the dynsec broker, and the claim password."""
-    sb = secure_broker
+    yield from venue_hub(tmp_path, secure_broker)
+
+
+def venue_hub(tmp_path: Path, sb: SecureMosquitto, extra_config: str = "") -> Iterator[tuple[HubProcess, str]]:
+    """Start the hub (with ``extra_config`` TOML appended) and the claim login; stop the hub afterwards."""
     claim_password = "claim-" + uuid.uuid4().hex
 
     async def claim_login() -> None:
@@ -91,7 +95,7 @@ def venue_fixture(tmp_path: Path, secure_broker: SecureMosquitto) -> Iterator[tu
     text = hub.config.read_text().replace(
         '[mqtt]\n', f'[mqtt]\nusername = "{sb.admin_user}"\npassword = "{sb.admin_password}"\n')
     hub.config.write_text(text + f'[broker_admin]\nenabled = true\nport = {sb.port}\nusername = "{sb.admin_user}"\n'
-                                 f'password = "{sb.admin_password}"\n')
+                                 f'password = "{sb.admin_password}"\n' + extra_config)
     hub.start()
     try:
         yield hub, claim_password

@@ -8,6 +8,8 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from nacl.signing import VerifyKey
+
 from gate_agent.checkin import Checker, Station
 from gate_agent.link import Link, LinkOptions
 from gate_agent.store import Store
@@ -15,7 +17,19 @@ from protocol.keys import Keyring, Signer
 from protocol.reasons import Reason
 from protocol.topics import Topics
 from protocol.whitelist import Delta, WhitelistEntry
-from tests.gate_helpers import NOW, PERF, FakeHub, eventually, fake_hub, seal_delta, seal_snapshot, snapshot, token
+from provisioning.device import device_key
+from tests.gate_helpers import (
+    NOW,
+    PERF,
+    FakeHub,
+    device_public_key,
+    eventually,
+    fake_hub,
+    seal_delta,
+    seal_snapshot,
+    snapshot,
+    token,
+)
 from tests.support.broker import Mosquitto
 from tests.test_gate_checkin import RecordingActuator
 
@@ -35,7 +49,7 @@ async def running_gate(tmp_path: Path, port: int, keyring: Keyring) -> AsyncIter
     with Store.open(tmp_path / "gate") as store:
         link = Link(LinkOptions(device_id=ME, group_id=1, channel_id=1, port=port,
                                 status_interval=0.5, ack_timeout=1.0,
-                                backoff_max=0.5), store, keyring)
+                                backoff_max=0.5), store, keyring, device_key=device_key(tmp_path / "gate"))
         checker = Checker(Station(ME, 1, 1), store, keyring, RecordingActuator(), on_event=link.wake,
                           clock=lambda: NOW)
         task = asyncio.create_task(link.run())
@@ -47,6 +61,11 @@ async def running_gate(tmp_path: Path, port: int, keyring: Keyring) -> AsyncIter
             await asyncio.gather(task, return_exceptions=True)
 
 
+def registry(tmp_path: Path) -> dict[str, VerifyKey]:
+    """The fake hub's registry: this gate's device key (in its data dir)."""
+    return {ME: device_public_key(tmp_path / "gate")}
+
+
 async def install(hub: FakeHub, gate: Gate, n: int = 5, seq: int = 10) -> None:
     await hub.send(T.device_whitelist(ME), seal_snapshot(snapshot([WhitelistEntry(i, PERF, 3) for i in range(1, n + 1)],
                                                                   seq), hub.signer))
@@ -55,7 +74,8 @@ async def install(hub: FakeHub, gate: Gate, n: int = 5, seq: int = 10) -> None:
 
 async def test_whitelist_over_mqtt_sale_refund_gap_replay_and_foreign_key(
         tmp_path: Path, broker: Mosquitto, signer: Signer, keyring: Keyring) -> None:
-    async with fake_hub(broker.port, signer) as hub, running_gate(tmp_path, broker.port, keyring) as gate:
+    async with fake_hub(broker.port, signer, devices=registry(tmp_path)) as hub, \
+            running_gate(tmp_path, broker.port, keyring) as gate:
         await eventually(lambda: hub.syncs, what="sync request on connect")
         assert hub.syncs[0].have_seq == -1 and hub.syncs[0].group_id == 1
         await eventually(lambda: (s := hub.last_status(ME)) and s.state == "online", what="online status")
@@ -97,7 +117,7 @@ async def test_whitelist_over_mqtt_sale_refund_gap_replay_and_foreign_key(
 
 async def test_events_arrive_in_order_and_leave_the_outbox_only_on_a_signed_ack(
         tmp_path: Path, broker: Mosquitto, signer: Signer, keyring: Keyring) -> None:
-    async with fake_hub(broker.port, signer, auto_ack=False) as hub, \
+    async with fake_hub(broker.port, signer, auto_ack=False, devices=registry(tmp_path)) as hub, \
             running_gate(tmp_path, broker.port, keyring) as gate:
         await asyncio.wait_for(gate.link.connected.wait(), 5)
         await install(hub, gate)
@@ -105,6 +125,7 @@ async def test_events_arrive_in_order_and_leave_the_outbox_only_on_a_signed_ack(
         await eventually(lambda: len(hub.events) == 3, what="3 events at the hub")
         assert [e.event_id for e in hub.events] == sent and [e.seq for e in hub.events] == [0, 1, 2]
         assert hub.events[0].reason is Reason.ADMITTED and hub.events[0].device_id == ME
+        assert hub.refused == []  # every batch verified under the gate's device key
         # a forged ack, an ack for another device, and garbage delete nothing
         await hub.ack(ME, sent, signer=Signer.generate(1))
         await hub.ack("gate-2", sent)
@@ -123,7 +144,7 @@ async def test_events_arrive_in_order_and_leave_the_outbox_only_on_a_signed_ack(
 async def test_broker_down_scans_still_decided_then_outbox_drains_in_order(
         tmp_path: Path, broker: Mosquitto, signer: Signer, keyring: Keyring) -> None:
     async with running_gate(tmp_path, broker.port, keyring) as gate:
-        async with fake_hub(broker.port, signer) as hub:
+        async with fake_hub(broker.port, signer, devices=registry(tmp_path)) as hub:
             await asyncio.wait_for(gate.link.connected.wait(), 5)
             await install(hub, gate, n=20)
             await gate.checker.scan(token(signer, 1))
@@ -134,7 +155,7 @@ async def test_broker_down_scans_still_decided_then_outbox_drains_in_order(
         assert all(e.reason is Reason.ADMITTED for e in offline)
         assert gate.store.outbox_count() == 10
         broker.start()
-        async with fake_hub(broker.port, signer) as hub:
+        async with fake_hub(broker.port, signer, devices=registry(tmp_path)) as hub:
             await eventually(lambda: gate.store.outbox_count() == 0, timeout=10, what="outbox drained")
             assert [e.event_id for e in hub.events] == [e.event_id for e in offline]
             assert [e.seq for e in hub.events] == list(range(1, 11))
@@ -143,7 +164,8 @@ async def test_broker_down_scans_still_decided_then_outbox_drains_in_order(
 
 async def test_an_acked_event_counts_here_until_the_echoing_delta_arrives(
         tmp_path: Path, broker: Mosquitto, signer: Signer, keyring: Keyring) -> None:
-    async with fake_hub(broker.port, signer) as hub, running_gate(tmp_path, broker.port, keyring) as gate:
+    async with fake_hub(broker.port, signer, devices=registry(tmp_path)) as hub, \
+            running_gate(tmp_path, broker.port, keyring) as gate:
         await asyncio.wait_for(gate.link.connected.wait(), 5)
         await install(hub, gate)
         hub.echo_seq = 11  # the hub: "your event is in the counts from whitelist seq 11 on"

@@ -29,6 +29,7 @@ from tests.gate_helpers import (
     GROUP,
     PERF,
     FakeHub,
+    device_public_key,
     eventually,
     fake_hub,
     seal_delta,
@@ -62,7 +63,7 @@ async def online(hub: FakeHub, gate: GateProcess) -> None:
 async def start_offline(gate: GateProcess, broker: Mosquitto, signer: Signer, snap: Snapshot,
                         deltas: tuple[Delta, ...] = ()) -> None:
     """Start the gate, hand it its whitelist over MQTT, then take the broker away."""
-    async with fake_hub(broker.port, signer) as hub:
+    async with fake_hub(broker.port, signer, devices={gate.device_id: device_public_key(gate.data_dir)}) as hub:
         await asyncio.to_thread(gate.start)
         await online(hub, gate)
         await hub.send(T.device_whitelist(gate.device_id), seal_snapshot(snap, signer))
@@ -110,9 +111,10 @@ async def test_an_offline_gate_counts_days_on_the_venue_clock_across_midnight(
     assert '"time": "2026-12-01T15:59:' in gate.logs()
     # back online under the fake clock: MQTT reconnects and the outbox drains, in order
     broker.start()
-    async with fake_hub(broker.port, signer) as hub:
+    async with fake_hub(broker.port, signer, devices={gate.device_id: device_public_key(gate.data_dir)}) as hub:
         await asyncio.to_thread(wait_for, lambda: len(hub.events) == len(events), 20, 0.05, "all events delivered")
         assert [e.event_id for e in hub.events] == [e["event_id"] for e in events]
+        assert hub.refused == []  # every batch verified under the gate's device key
 
 
 async def test_an_offline_gate_follows_a_moved_performance_and_a_handheld_overrides(
@@ -132,7 +134,7 @@ async def test_an_offline_gate_follows_a_moved_performance_and_a_handheld_overri
     gates.append(gate)
     snap = Snapshot(GROUP, 10, now, rules(doors), [WhitelistEntry(7, PERF, ADULT, persons=2),
                                                    WhitelistEntry(9, PERF, ADULT, used=1)])
-    async with fake_hub(broker.port, signer) as hub:
+    async with fake_hub(broker.port, signer, devices={gate.device_id: device_public_key(gate.data_dir)}) as hub:
         await asyncio.to_thread(gate.start)
         await online(hub, gate)
         await hub.send(T.device_whitelist(gate.device_id), seal_snapshot(snap, signer))

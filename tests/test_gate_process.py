@@ -15,7 +15,17 @@ from pathlib import Path
 
 from protocol.keys import Signer
 from protocol.topics import Topics
-from tests.gate_helpers import FakeHub, entries, eventually, fake_hub, seal_snapshot, snapshot, token, write_keys
+from tests.gate_helpers import (
+    FakeHub,
+    device_public_key,
+    entries,
+    eventually,
+    fake_hub,
+    seal_snapshot,
+    snapshot,
+    token,
+    write_keys,
+)
 from tests.support.broker import Mosquitto
 
 ME = "gate-7"
@@ -108,7 +118,9 @@ async def test_sigkill_mid_stream_loses_no_decided_event_and_the_will_marks_offl
         tmp_path: Path, broker: Mosquitto, signer: Signer) -> None:
     config = write_config(tmp_path, signer, broker.port)
     log = tmp_path / "gate.log"
-    async with fake_hub(broker.port, signer, auto_ack=False) as hub, gate_process(config, log) as gate:
+    registry = {ME: device_public_key(tmp_path / "data")}  # the key the gate then finds in its data_dir
+    async with fake_hub(broker.port, signer, auto_ack=False, devices=registry) as hub, \
+            gate_process(config, log) as gate:
         await online(hub)
         await hub.send(Topics().device_whitelist(ME), seal_snapshot(snapshot(entries(100)), signer))
         await eventually(lambda: "snapshot 10 installed" in log.read_text(), what="snapshot installed")
@@ -128,8 +140,9 @@ async def test_sigkill_mid_stream_loses_no_decided_event_and_the_will_marks_offl
     assert all(rec["device_id"] == ME for rec in first)
     assert any(rec.get("ticket_id") == 1 for rec in first)
     # restart with a hub that acknowledges: every journalled event is delivered, in order
-    async with fake_hub(broker.port, signer) as hub, gate_process(config, log) as gate:
+    async with fake_hub(broker.port, signer, devices=registry) as hub, gate_process(config, log) as gate:
         await eventually(lambda: [e.event_id for e in hub.events] == journal, timeout=10, what="all delivered")
+        assert hub.refused == []
         await eventually(lambda: (s := hub.last_status(ME)) is not None and s.outbox == 0, what="outbox 0")
         assert await gate.signal(signal.SIGTERM) == 0
         await eventually(lambda: hub.last_status(ME).state == "offline",  # type: ignore[union-attr]

@@ -1,7 +1,9 @@
 """Event batches with numbers out of range (issue 9): refused as malformed and logged, never stored,
 never acked; valid batches around them still land, and the bridge stays connected.
 
-To show that a bad batch did not happen to be stored, a valid one is sent after it and waited for."""
+To show that a bad batch did not happen to be stored, a valid one is sent after it and waited for.
+The gate is registered and signs every batch with its own key: what is wrong is the content, not the
+sender, so the signed bad batches reach the parser (tests/test_hub_device_trust.py has the unsigned)."""
 
 from __future__ import annotations
 
@@ -16,12 +18,14 @@ import pytest
 
 from hub.services import ingest
 from hub.services.context import HubContext, Outgoing
+from protocol.device_signed import KIND_EVENTS, seal_device
 from protocol.envelope import open_envelope
 from protocol.messages import CheckinEvent, EventBatch, GateStatus, dump_message
 from protocol.reasons import Reason
 from protocol.topics import Topics
-from tests.hubkit import Hub, hub_fixture, mqtt_hub_fixture, sell, setup_show  # noqa: F401  (fixtures)
+from tests.hubkit import Hub, device, hub_fixture, mqtt_hub_fixture, sell, setup_show  # noqa: F401  (fixtures)
 from tests.support.broker import Mosquitto
+from tests.support.devices import TestDevice
 from tests.support.net import wait_for
 from tests.test_hub_mqtt import gate, receive, stored
 
@@ -38,8 +42,9 @@ def raw_event(show: dict[str, int], ticket_id: int | None, **override: Any) -> d
     return body
 
 
-def raw_batch(*events: dict[str, Any]) -> bytes:
-    return json.dumps({"v": 1, "device_id": DEVICE, "events": list(events)}).encode()
+def raw_batch(gate5: TestDevice, *events: Any) -> bytes:
+    """A batch of raw (unchecked) events, signed by the gate."""
+    return seal_device(KIND_EVENTS, {"v": 1, "device_id": DEVICE, "events": list(events)}, DEVICE, gate5.key)
 
 
 BAD: list[dict[str, Any]] = [
@@ -57,6 +62,7 @@ BAD: list[dict[str, Any]] = [
 async def test_out_of_range_batches_are_refused_and_valid_ones_still_land(
         mqtt_hub: Hub, broker: Mosquitto, caplog: pytest.LogCaptureFixture) -> None:
     show = setup_show(mqtt_hub)
+    gate5 = device(mqtt_hub, DEVICE, show)
     ticket = sell(mqtt_hub, show)
     caplog.set_level(logging.WARNING)
     bad_ids = []
@@ -66,10 +72,10 @@ async def test_out_of_range_batches_are_refused_and_valid_ones_still_land(
             good_neighbour = raw_event(show, None, reason="unknown", persons=0, seq=2)
             bad = {**raw_event(show, ticket["id"]), **override}
             bad_ids += [bad["event_id"], good_neighbour["event_id"]]
-            await client.publish(TOPICS.events(DEVICE), raw_batch(good_neighbour, bad), qos=1)
-        await client.publish(TOPICS.events(DEVICE), b'{"v": 1, "device_id": "gate-5", "events": [NaN]}', qos=1)
+            await client.publish(TOPICS.events(DEVICE), raw_batch(gate5, good_neighbour, bad), qos=1)
+        await client.publish(TOPICS.events(DEVICE), raw_batch(gate5, float("nan")), qos=1)  # "events": [NaN]
         valid = raw_event(show, ticket["id"], seq=3)
-        await client.publish(TOPICS.events(DEVICE), raw_batch(valid), qos=1)
+        await client.publish(TOPICS.events(DEVICE), raw_batch(gate5, valid), qos=1)
         msg = await receive(client)  # the only ack: for the valid batch
         _kind, payload = open_envelope(bytes(msg.payload), mqtt_hub.keyring)
         assert payload["event_ids"] == [valid["event_id"]]

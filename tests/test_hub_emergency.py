@@ -1,4 +1,7 @@
-"""Emergency release at the hub, against real SQLite and a real Mosquitto; the test plays the gates."""
+"""Emergency release at the hub, against real SQLite and a real Mosquitto; the test plays the gates.
+
+The gates are registered at the hub and sign their emergency states with their own keys (the hub
+believes nothing else: tests/test_hub_device_trust.py)."""
 
 from __future__ import annotations
 
@@ -16,13 +19,25 @@ import pytest
 
 from hub.config import Settings, load_settings
 from hub.services import ingest
+from protocol.device_signed import KIND_EMERGENCY_STATE, seal_device
 from protocol.emergency import KIND_EMERGENCY, EmergencyCommand, EmergencyState
 from protocol.envelope import open_envelope
 from protocol.messages import CheckinEvent, EventBatch, GateStatus, dump_message
 from protocol.reasons import Reason
 from protocol.topics import Topics
-from tests.hubkit import ADMIN_PASSWORD, Hub, hub_fixture, mqtt_hub_fixture, run_hub, sell, setup_show  # noqa: F401
+from tests.hubkit import (  # noqa: F401
+    ADMIN_PASSWORD,
+    Hub,
+    device,
+    hub_fixture,
+    mqtt_hub_fixture,
+    run_hub,
+    security_events,
+    sell,
+    setup_show,
+)
 from tests.support.broker import Mosquitto
+from tests.support.devices import TestDevice
 from tests.support.net import wait_for
 from tests.test_hub_mqtt import gate, receive
 
@@ -60,9 +75,11 @@ def status(device_id: str, group: int, channel: int) -> bytes:
                                    channel_id=channel))
 
 
-def report(device_id: str, state: str, seq: int, cause: str | None = "command") -> bytes:
-    return EmergencyState(device_id=device_id, state=state, seq=seq, cause=cause,  # type: ignore[arg-type]
-                          at=time.time()).model_dump_json().encode()
+def report(gate: TestDevice, state: str, seq: int, cause: str | None = "command", *,
+           device_id: str | None = None) -> bytes:
+    """The gate's emergency state, signed with its key (naming ``device_id``, if given, in place of its own)."""
+    return gate.emergency(EmergencyState(device_id=device_id or gate.device_id, state=state,  # type: ignore[arg-type]
+                                         seq=seq, cause=cause, at=time.time()))
 
 
 def command_of(hub: Hub, msg: aiomqtt.Message) -> EmergencyCommand:
@@ -147,17 +164,19 @@ async def test_board_shows_who_confirmed_and_the_hub_resends_until_all_did(
         other = hub.post("/checkin-groups", {"name": "Balcony", "venue_id": show["venue"]})["id"]
         balcony = hub.post(f"/checkin-groups/{other}/channels", {"name": "B1", "ticket_type_ids": [show["adult"]]})
         guard = hub.user("guard", "security")
+        places = {"gate-1": (show["group"], show["channel"]), "gate-2": (show["group"], show["channel"]),
+                  "gate-3": (other, balcony["id"])}
+        gates = {name: device(hub, name, show, group=group, channel=channel)
+                 for name, (group, channel) in places.items()}
         async with gate(broker, "gates", TOPICS.emergency_command()) as client:
-            for device, group, channel in (("gate-1", show["group"], show["channel"]),
-                                           ("gate-2", show["group"], show["channel"]),
-                                           ("gate-3", other, balcony["id"])):
-                await client.publish(TOPICS.status(device), status(device, group, channel), qos=1, retain=True)
+            for name, (group, channel) in places.items():
+                await client.publish(TOPICS.status(name), status(name, group, channel), qos=1, retain=True)
             await asyncio.to_thread(wait_for, lambda: len(board(hub)["gates"]) == 3, 5, 0.05, "gates known")
             cmd = hub.post("/emergency/open", {"scope": {"group_ids": [show["group"]]}, "reason": "smoke"}, guard)
             assert command_of(hub, await receive(client)).seq == cmd["seq"]
-            await client.publish(TOPICS.emergency_state("gate-1"), report("gate-1", "open", cmd["seq"]),
+            await client.publish(TOPICS.emergency_state("gate-1"), report(gates["gate-1"], "open", cmd["seq"]),
                                  qos=1, retain=True)
-            await client.publish(TOPICS.emergency_state("gate-3"), report("gate-3", "normal", cmd["seq"], None),
+            await client.publish(TOPICS.emergency_state("gate-3"), report(gates["gate-3"], "normal", cmd["seq"], None),
                                  qos=1, retain=True)
             await asyncio.to_thread(wait_for, lambda: gate_row(hub, "gate-3")["confirmed"], 5, 0.05, "gate-3")
             rows = {g["device_id"]: g for g in board(hub)["gates"]}
@@ -172,7 +191,7 @@ async def test_board_shows_who_confirmed_and_the_hub_resends_until_all_did(
             again = await receive(client, within=3)  # gate-2 is silent: the hub re-publishes
             assert command_of(hub, again).seq == cmd["seq"]
             assert "not confirmed by 1 online gate(s)" in caplog.text and "gate-2" in caplog.text
-            await client.publish(TOPICS.emergency_state("gate-2"), report("gate-2", "open", cmd["seq"]), qos=1)
+            await client.publish(TOPICS.emergency_state("gate-2"), report(gates["gate-2"], "open", cmd["seq"]), qos=1)
             await asyncio.to_thread(wait_for, lambda: not board(hub)["gates_unconfirmed"], 5, 0.05, "all confirmed")
             with pytest.raises(TimeoutError):
                 while True:  # a resend already in flight may still arrive; then nothing more
@@ -182,28 +201,36 @@ async def test_board_shows_who_confirmed_and_the_hub_resends_until_all_did(
 async def test_malformed_emergency_states_are_dropped(mqtt_hub: Hub, broker: Mosquitto,
                                                      caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING)
+    gate7 = device(mqtt_hub, "gate-7", setup_show(mqtt_hub))
+
+    def signed(body: dict[str, Any]) -> bytes:  # a state the model refuses, signed by the gate itself
+        return seal_device(KIND_EMERGENCY_STATE, body, "gate-7", gate7.key)
+
     async with gate(broker, "gate-7") as client:
         topic = TOPICS.emergency_state("gate-7")
-        await client.publish(topic, b"\xff not json", qos=1)
-        await client.publish(topic, report("gate-8", "open", 1), qos=1)  # another device's id
-        await client.publish(topic, report("gate-7", "open", 1).replace(b'"open"', b'"ajar"'), qos=1)
-        await client.publish(topic, b'{"v":1,"device_id":"gate-7","state":"open","at":1}', qos=1)
-        await client.publish(topic, report("gate-7", "open", 0, "button"), qos=1)
+        await client.publish(topic, b"\xff not json", qos=1)  # not even signed
+        await client.publish(topic, report(gate7, "open", 1, device_id="gate-8"), qos=1)  # another device's id
+        await client.publish(topic, signed({"v": 1, "device_id": "gate-7", "state": "ajar", "seq": 1,
+                                            "cause": "command", "at": time.time()}), qos=1)
+        await client.publish(topic, signed({"v": 1, "device_id": "gate-7", "state": "open", "at": 1}), qos=1)
+        await client.publish(topic, report(gate7, "open", 0, "button"), qos=1)
     row = await asyncio.to_thread(wait_for, lambda: [g for g in board(mqtt_hub)["gates"] if g["device_id"] == "gate-7"],
                                   5, 0.05, "good report stored")
     assert (row[0]["state"], row[0]["cause"]) == ("open", "button")
-    assert caplog.text.count("dropped bad message on venue/device/gate-7/emergency") == 4
-    assert "differs from the topic" in caplog.text
+    assert caplog.text.count("dropped bad message on venue/device/gate-7/emergency") == 2  # "ajar", no seq
+    assert security_events(mqtt_hub, "gate-7") == ["foreign_device", "unsigned"]
 
 
 async def test_a_local_fire_opens_every_gate_once(tmp_path: Path, broker: Mosquitto) -> None:
     with emergency_hub(tmp_path, broker, spread_local_fire=True) as hub:
+        show = setup_show(hub)
+        detectors = [device(hub, name, show, fire_input=True) for name in ("gate-1", "gate-2")]
         async with gate(broker, "gates", TOPICS.emergency_command()) as client:
-            await client.publish(TOPICS.emergency_state("gate-1"), report("gate-1", "open", 0, "fire"), qos=1)
+            await client.publish(TOPICS.emergency_state("gate-1"), report(detectors[0], "open", 0, "fire"), qos=1)
             cmd = command_of(hub, await receive(client))
             assert (cmd.seq, cmd.open_all, cmd.issued_by) == (1, True, "fire-alarm:gate-1")
-            for device in ("gate-1", "gate-2"):  # the same fire again, and a second detector
-                await client.publish(TOPICS.emergency_state(device), report(device, "open", 1, "fire"), qos=1)
+            for one in detectors:  # the same fire again, and a second detector
+                await client.publish(TOPICS.emergency_state(one.device_id), report(one, "open", 1, "fire"), qos=1)
             await asyncio.to_thread(wait_for, lambda: len(board(hub)["gates"]) == 2, 5, 0.05, "both stored")
             await asyncio.sleep(0.3)
             assert board(hub)["command"]["seq"] == 1

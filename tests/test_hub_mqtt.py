@@ -1,4 +1,7 @@
-"""MQTT scenarios against a real Mosquitto: a test plays the gate with its own aiomqtt client."""
+"""MQTT scenarios against a real Mosquitto: a test plays the gate with its own aiomqtt client.
+
+Each gate is registered at the hub first (its key, group and channel) and signs its event batches with
+its own key, as the hub believes nothing else (see tests/test_hub_device_trust.py)."""
 
 from __future__ import annotations
 
@@ -17,7 +20,7 @@ from protocol.messages import AckPayload, CheckinEvent, EventBatch, GateStatus, 
 from protocol.reasons import Reason
 from protocol.topics import Topics
 from protocol.whitelist import Delta, Snapshot
-from tests.hubkit import Hub, mqtt_hub_fixture, sell, setup_show  # noqa: F401  (fixture)
+from tests.hubkit import Hub, device, mqtt_hub_fixture, security_events, sell, setup_show  # noqa: F401  (fixture)
 from tests.support.broker import Mosquitto
 from tests.support.net import wait_for
 
@@ -55,12 +58,13 @@ def stored(hub: Hub, **query: object) -> list[dict[str, object]]:
 
 async def test_batch_is_stored_once_and_acked_with_a_signature(mqtt_hub: Hub, broker: Mosquitto) -> None:
     show = setup_show(mqtt_hub)
+    gate1 = device(mqtt_hub, "gate-1", show)
     ticket = sell(mqtt_hub, show)
     batch = EventBatch(device_id="gate-1", events=[event("gate-1", show, ticket["id"], seq=1),
                                                   event("gate-1", show, 999, Reason.UNKNOWN, seq=2)])
     async with gate(broker, "gate-1", TOPICS.ack("gate-1")) as client:
         for _ in range(2):
-            await client.publish(TOPICS.events("gate-1"), dump_message(batch), qos=1)
+            await client.publish(TOPICS.events("gate-1"), gate1.batch(batch), qos=1)
             msg = await receive(client)
             _kind, payload = open_envelope(bytes(msg.payload), mqtt_hub.keyring)
             ack = AckPayload.model_validate(payload)
@@ -72,11 +76,12 @@ async def test_batch_is_stored_once_and_acked_with_a_signature(mqtt_hub: Hub, br
 async def test_two_gates_admitting_one_ticket_offline_is_a_conflict(mqtt_hub: Hub, broker: Mosquitto,
                                                                     caplog: pytest.LogCaptureFixture) -> None:
     show = setup_show(mqtt_hub)
+    gates = [device(mqtt_hub, name, show) for name in ("gate-1", "gate-2")]
     ticket = sell(mqtt_hub, show)
     async with gate(broker, "obs", TOPICS.group_whitelist(show["group"]), TOPICS.all_devices("ack")) as watcher:
-        for device in ("gate-1", "gate-2"):
-            batch = EventBatch(device_id=device, events=[event(device, show, ticket["id"])])
-            await watcher.publish(TOPICS.events(device), dump_message(batch), qos=1)
+        for one in gates:
+            batch = EventBatch(device_id=one.device_id, events=[event(one.device_id, show, ticket["id"])])
+            await watcher.publish(TOPICS.events(one.device_id), one.batch(batch), qos=1)
             await asyncio.sleep(0.2)
         used: list[Delta] = []
         deadline = time.monotonic() + 5
@@ -93,21 +98,27 @@ async def test_two_gates_admitting_one_ticket_offline_is_a_conflict(mqtt_hub: Hu
 async def test_bad_payloads_are_dropped_and_the_bridge_keeps_working(mqtt_hub: Hub, broker: Mosquitto,
                                                                      caplog: pytest.LogCaptureFixture) -> None:
     show = setup_show(mqtt_hub)
+    gate9 = device(mqtt_hub, "gate-9", show)
     caplog.set_level(logging.WARNING)
     async with gate(broker, "gate-9", TOPICS.ack("gate-9")) as client:
-        await client.publish(TOPICS.events("gate-9"), b"\xff not json", qos=1)
+        await client.publish(TOPICS.events("gate-9"), b"\xff not json", qos=1)  # not even signed
         await client.publish(TOPICS.status("gate-9"), b'{"v":1,"device_id":"gate-9"}', qos=1)
         await client.publish(TOPICS.sync("gate-9"), b"[]", qos=1)
+        await client.publish(TOPICS.status("gate-9"), dump_message(GateStatus(  # device id mismatch
+            device_id="gate-8", state="online", at=time.time())), qos=1)
         other = EventBatch(device_id="gate-8", events=[event("gate-8", show, None, Reason.MALFORMED)])
-        await client.publish(TOPICS.events("gate-9"), dump_message(other), qos=1)  # device id mismatch
+        await client.publish(TOPICS.events("gate-9"), gate9.batch(other), qos=1)  # device id mismatch, signed
         await client.publish(TOPICS.sync("gate-9"), dump_message(
-            SyncRequest(device_id="gate-9", group_id=4242, have_seq=-1)), qos=1)
+            SyncRequest(device_id="gate-9", group_id=4242, have_seq=-1)), qos=1)  # not its group
         good = EventBatch(device_id="gate-9", events=[event("gate-9", show, None, Reason.MALFORMED)])
-        await client.publish(TOPICS.events("gate-9"), dump_message(good), qos=1)
+        await client.publish(TOPICS.events("gate-9"), gate9.batch(good), qos=1)
         msg = await receive(client)
         assert open_envelope(bytes(msg.payload), mqtt_hub.keyring)[1]["event_ids"] == [good.events[0].event_id]
-    assert caplog.text.count("dropped bad message") == 4
-    assert "differs from the topic" in caplog.text and "unknown check-in group 4242" in caplog.text
+    assert caplog.text.count("dropped bad message") == 3  # the malformed status, sync and mismatched status
+    assert "differs from the topic" in caplog.text
+    # the unsigned junk, the batch naming another device and the sync for another group: security events
+    assert security_events(mqtt_hub, "gate-9") == ["foreign_device", "unsigned", "wrong_group"]
+    assert "group 4242, registered group" in caplog.text
 
 
 async def test_status_and_last_will_update_the_device_list(mqtt_hub: Hub, broker: Mosquitto) -> None:
@@ -131,6 +142,7 @@ async def test_status_and_last_will_update_the_device_list(mqtt_hub: Hub, broker
 
 async def test_sync_sends_a_snapshot_or_the_missing_deltas(mqtt_hub: Hub, broker: Mosquitto) -> None:
     show = setup_show(mqtt_hub)
+    device(mqtt_hub, "gate-4", show)
     tickets = [sell(mqtt_hub, show) for _ in range(3)]
     seq = mqtt_hub.client.get("/api/v1/checkin-groups", headers=mqtt_hub.admin).json()[0]["seq"]
     async with gate(broker, "gate-4", TOPICS.device_whitelist("gate-4")) as client:
@@ -160,6 +172,7 @@ async def test_a_sale_reaches_the_group_topic_within_a_second(mqtt_hub: Hub, bro
 
 async def test_bridge_reconnects_after_the_broker_restarts(mqtt_hub: Hub, broker: Mosquitto) -> None:
     show = setup_show(mqtt_hub)
+    gate6 = device(mqtt_hub, "gate-6", show)
     broker.kill()
     await asyncio.to_thread(wait_for, lambda: not mqtt_hub.bridge_connected(), 5, 0.02, "bridge down")
     sell(mqtt_hub, show)  # publishing while the broker is down must not break the sale
@@ -167,5 +180,5 @@ async def test_bridge_reconnects_after_the_broker_restarts(mqtt_hub: Hub, broker
     await asyncio.to_thread(wait_for, mqtt_hub.bridge_connected, 15, 0.05, "bridge reconnected")
     batch = EventBatch(device_id="gate-6", events=[event("gate-6", show, None, Reason.MALFORMED)])
     async with gate(broker, "gate-6", TOPICS.ack("gate-6")) as client:
-        await client.publish(TOPICS.events("gate-6"), dump_message(batch), qos=1)
+        await client.publish(TOPICS.events("gate-6"), gate6.batch(batch), qos=1)
         assert (await receive(client)).topic.value == TOPICS.ack("gate-6")

@@ -1,6 +1,7 @@
 """Issue 10 item 8 (second half): a device's whitelist sync requests are rate limited at the hub.
 
-A real ``python -m hub`` on a real Mosquitto; the test plays a flooding device and a well-behaved one.
+A real ``python -m hub`` on a real Mosquitto; the test plays a flooding device and a well-behaved one,
+both registered at the hub in the show's group (the hub serves only a registered device's own group).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from protocol.topics import Topics
 from protocol.whitelist import KIND_DELTA, KIND_SNAPSHOT, Delta
 from tests.gate_helpers import eventually
 from tests.support.broker import Mosquitto
+from tests.support.devices import register
 from tests.support.processes import HubProcess
 from tests.support.scenario import Show, sell
 from tests.test_gate_handheld import keyring_of
@@ -55,6 +57,8 @@ async def test_a_device_flooding_snapshot_requests_gets_a_few_and_others_are_ser
         hub_process: HubProcess, show: Show, broker: Mosquitto) -> None:
     hub = hub_process
     keyring = keyring_of(hub)
+    for device_id in ("gate-flood", "gate-good"):
+        register(lambda path, body: hub.call("POST", path, json=body), device_id, show.group_id, show.channel_id)
     for _ in range(20):
         sell(hub, show)
     got: dict[str, list[bytes]] = {}

@@ -228,7 +228,7 @@ async def running_device(tmp_path: Path, port: int, directory: Path) -> AsyncIte
     with Store.open(cfg.data_dir) as store:
         link = Link(LinkOptions(device_id=ME, group_id=1, channel_id=2, port=port, status_interval=0.3,
                                 backoff_max=0.3, backoff_min=0.1),
-                    store, keyring)
+                    store, keyring, device_key=device_key(directory))
         stop = asyncio.Event()
         agent = DeviceAgent(directory, link, store, keyring, cfg, stop)
         agent.start()

@@ -201,7 +201,7 @@ async def test_a_handheld_gate_agent_checks_online_over_tls(tls_hub: TlsHubProce
                        tls_show.channel_id, env={"GATE__KIND": "handheld"}, extra_config=(
                            f'[online]\nenabled = true\nurl = "{tls_hub.base_url}"\nca_file = "{venue.ca}"\n'
                            f'username = "hh-staff"\npassword = "{PASSWORD}"\n'))
-    gate.start()
+    gate.register(tls_hub, kind="handheld").start()
     try:
         first = gate.scan(ticket["token"])
         again = gate.scan(ticket["token"])
@@ -269,7 +269,7 @@ async def test_a_handheld_gate_agent_does_not_take_a_spoofed_answer(
                        show.channel_id, env={"GATE__KIND": "handheld"}, extra_config=(
                            f'[online]\nenabled = true\nurl = "{url}"\nca_file = "{venue.ca}"\n'
                            f'username = "hh-staff"\npassword = "{PASSWORD}"\n'))
-    gate.start()
+    gate.register(hub_process, kind="handheld").start()
     try:
         wait_for(lambda: "snapshot" in gate.logs() and "installed" in gate.logs(), timeout=10,
                  what="whitelist installed")

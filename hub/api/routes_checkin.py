@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 
 from hub.api.deps import (
     Checker,
@@ -29,7 +29,7 @@ from hub.api.schemas import (
     TicketOut,
     TokenOut,
 )
-from hub.services import checkins, devices, tickets, whitelist
+from hub.services import checkins, devices, registry, tickets, whitelist
 from hub.services.context import Principal
 
 router = APIRouter()
@@ -72,12 +72,12 @@ def void(ticket_id: IdPath, body: CancelIn, ctx: Ctx, who: Sales) -> TicketOut:
 
 @router.post("/checkins/online", tags=["checkins"], responses={403: {"description": "device_id names a device "
                                                                                     "other than this login's"}})
-async def online_check(body: OnlineCheckIn, ctx: Ctx, who: Checker) -> OnlineCheckOut:
+async def online_check(body: OnlineCheckIn, request: Request, ctx: Ctx, who: Checker) -> OnlineCheckOut:
     # Runs on the event loop: one short SQLite write (well under a millisecond) costs less than the
     # thread-pool hop, and handhelds wait on this answer with a 500 ms budget.
     device_id = checkins.device_of(ctx, who, body.device_id)  # from the login, never from the body
-    return OnlineCheckOut(**checkins.online_check(ctx, body.token, body.channel_id, device_id,
-                                                  event_id=body.event_id))
+    channel_id = registry.online_channel(ctx, request.app.state.bridge.trust.security, device_id, body.channel_id)
+    return OnlineCheckOut(**checkins.online_check(ctx, body.token, channel_id, device_id, event_id=body.event_id))
 
 
 @router.get("/checkins", tags=["checkins"])

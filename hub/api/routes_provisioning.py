@@ -9,12 +9,21 @@ import asyncio
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
-from hub.api.deps import Admin, Ctx, DeviceIdPath, EventIdPath, Operator
-from hub.errors import NotFound
+from hub.api.deps import (
+    Admin,
+    Ctx,
+    DeviceIdPath,
+    EventIdPath,
+    LimitQuery,
+    Operator,
+    OptDeviceIdQuery,
+    OptUnixQuery,
+)
+from hub.errors import Invalid, NotFound
 from hub.provisioning_link import ProvisioningLink
-from hub.services import device_admin, enrollment, signing_keys
+from hub.services import device_admin, enrollment, registry, signing_keys
 from hub.services.context import HubContext
 from protocol.bounds import DEVICE_ID_PATTERN, JsonObject, OptId
 from protocol.provisioning import normalize_fingerprint
@@ -65,6 +74,40 @@ class ApproveIn(_In):
     channel_id: OptId = None
     kind: Literal["gate", "handheld", "kiosk", "printer"] | None = Field(None, description="default: as requested")
     config: JsonObject = Field(default_factory=dict, description="initial config (version 1)")
+    fire_input: StrictBool = Field(False, description="a fire-alarm contact is wired to it: its verified local "
+                                                      "fire alarm may open every gate (emergency.spread_local_fire)")
+
+
+_KIND = Literal["gate", "handheld", "kiosk", "printer"]
+
+
+class RegisterIn(_In):
+    device_id: str = Field(pattern=DEVICE_ID_PATTERN)
+    kind: _KIND
+    site: str = Field(min_length=1, max_length=100)
+    public_key: str = Field(min_length=40, max_length=64, pattern=r"^[A-Za-z0-9+/]+={0,2}$",
+                            description="the device's Ed25519 public key, base64, as `python -m gate_agent "
+                                        "--show-key` prints it")
+    group_id: OptId = Field(None, description="required for a gate or handheld")
+    channel_id: OptId = None
+    fire_input: StrictBool = False
+
+
+class ChangeIn(_In):
+    site: str | None = Field(None, min_length=1, max_length=100)
+    group_id: OptId = Field(None, description="a new group clears the channel unless channel_id is given too")
+    channel_id: OptId = None
+    fire_input: StrictBool | None = None
+
+
+class SecurityEventOut(BaseModel):
+    id: int
+    at: float
+    device_id: str
+    what: str = Field(description="unregistered, revoked, unsigned, bad_signature, foreign_device, wrong_group, "
+                                  "wrong_kind, wrong_identity, no_group, fire_not_spread")
+    detail: str
+    payload: Any = Field(description="the quarantined events, kept but never counted")
 
 
 class ReasonIn(_In):
@@ -117,8 +160,10 @@ class DeviceOut(BaseModel):
     serial: str
     kind: str
     site: str
-    group_id: int | None
+    group_id: int | None = Field(description="the registry's: what the hub believes, whatever its messages say")
     channel_id: int | None
+    fire_input: bool
+    fingerprint: str = Field(description="of the device key its event batches and emergency states are signed with")
     status: Literal["active", "revoked"]
     status_reason: str | None
     config_version: int = Field(description="the version assigned by the hub")
@@ -145,8 +190,35 @@ async def approve(serial: SerialPath, body: ApproveIn, ctx: Ctx, link: Link, who
     """Approve the request of ``serial`` whose key has ``fingerprint``: create the device's broker login,
     store it, send it the signed reply and its first config. Other keys claiming the serial are rejected."""
     await link.approve(who, serial, body.fingerprint, enrollment.Approval(
-        body.device_id, body.site, body.group_id, body.channel_id, body.kind, body.config))
+        body.device_id, body.site, body.group_id, body.channel_id, body.kind, body.config, body.fire_input))
     return await asyncio.to_thread(_device, ctx, body.device_id)
+
+
+@router.post("/devices", status_code=201)
+async def register(body: RegisterIn, ctx: Ctx, link: Link, who: Operator) -> DeviceOut:
+    """Register a device that runs from its config file, by the public key it shows (``python -m gate_agent
+    --show-key``): the hub then believes its signed batches, in the group and channel given here."""
+    await link.register(who, **body.model_dump())
+    return await asyncio.to_thread(_device, ctx, body.device_id)
+
+
+@router.patch("/devices/{device_id}")
+async def change(device_id: DeviceIdPath, body: ChangeIn, ctx: Ctx, link: Link, who: Operator) -> DeviceOut:
+    """Change what a device is: site, group (its broker role follows), channel, fire input. Move a gate
+    once its outbox is empty: events still queued for the old group are quarantined, not counted."""
+    changes = body.model_dump(exclude_unset=True)
+    if any(changes.get(k, 0) is None for k in ("site", "fire_input")):
+        raise Invalid("site and fire_input cannot be null")
+    await link.change(who, device_id, changes)
+    return await asyncio.to_thread(_device, ctx, device_id)
+
+
+@router.get("/security-events")
+def security_events(ctx: Ctx, _who: Operator, device_id: OptDeviceIdQuery = None, since: OptUnixQuery = None,
+                    limit: LimitQuery = 100) -> list[SecurityEventOut]:
+    """Newest first: messages a device sent that the registry contradicts or that did not verify."""
+    return [SecurityEventOut(**e) for e in registry.list_events(ctx, device_id=device_id, since=since,
+                                                               limit=min(limit, 1000))]
 
 
 @router.post("/requests/{serial}/reject")

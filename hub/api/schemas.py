@@ -217,6 +217,9 @@ class DeviceOut(BaseModel):
     outbox: int | None
     version: str | None
     health: dict[str, str] | None = None
+    registered: bool = Field(False, description="in the device registry: kind, group and channel are the "
+                                                "registry's; false: only what the device claims, and its "
+                                                "events are refused (register it)")
 
 
 class AuditOut(BaseModel):

@@ -25,6 +25,7 @@ from protocol.provisioning import (
     ConfigAck,
     ConfigPayload,
     ProvisioningTopics,
+    key_fingerprint,
 )
 
 log = logging.getLogger(__name__)
@@ -190,7 +191,8 @@ def registry(ctx: HubContext) -> list[dict[str, Any]]:
                                 .order_by(device_commands.c.issued_at.desc()).limit(RECENT_COMMANDS))
             out.append({
                 "device_id": d.device_id, "serial": d.serial, "kind": d.kind, "site": d.site,
-                "group_id": d.group_id, "channel_id": d.channel_id, "status": d.status,
+                "group_id": d.group_id, "channel_id": d.channel_id, "fire_input": bool(d.fire_input),
+                "fingerprint": key_fingerprint(d.public_key), "status": d.status,
                 "status_reason": d.status_reason, "config_version": d.config_version,
                 "acked_version": d.acked_version, "ack_error": d.ack_error,
                 "config_drift": d.acked_version != d.config_version,

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import insert, select, update
 
 from hub.services.context import HubContext, row_dict
-from hub.tables import devices
+from hub.tables import devices, provisioned_devices
 from protocol.messages import GateStatus
 
 log = logging.getLogger(__name__)
@@ -39,5 +39,10 @@ def record_status(ctx: HubContext, status: GateStatus) -> None:
 
 
 def list_devices(ctx: HubContext) -> list[dict[str, Any]]:
+    """Every device heard of; ``registered``: in the registry and active (else its group and channel are
+    only what it claims, and the hub refuses its events)."""
     with ctx.db.read() as conn:
-        return [row_dict(r) for r in conn.execute(select(devices).order_by(devices.c.device_id))]
+        active = set(conn.execute(select(provisioned_devices.c.device_id)
+                                  .where(provisioned_devices.c.status == "active")).scalars())
+        return [{**row_dict(r), "registered": r.device_id in active}
+                for r in conn.execute(select(devices).order_by(devices.c.device_id))]

@@ -138,20 +138,32 @@ def spread_fire(ctx: HubContext, device_id: str) -> EmergencyCommand | None:
 
 def store_states(ctx: HubContext, states: Sequence[EmergencyState]) -> list[str]:
     """Store the newest report of each device in one transaction; return devices that newly report fire."""
-    newest = {s.device_id: s for s in states}
+    newest: dict[str, EmergencyState] = {}
+    for s in states:
+        if s.device_id not in newest or s.at >= newest[s.device_id].at:
+            newest[s.device_id] = s
     now = ctx.clock()
     with ctx.db.write() as conn:
         before = {r.device_id: r for r in conn.execute(
-            select(device_emergency.c.device_id, device_emergency.c.state, device_emergency.c.cause)
+            select(device_emergency.c.device_id, device_emergency.c.state, device_emergency.c.cause,
+                   device_emergency.c.at)
             .where(device_emergency.c.device_id.in_(sorted(newest))))}
+        for device_id, old in before.items():  # an older report (a replay, a late duplicate) changes nothing
+            if newest[device_id].at < old.at:
+                log.warning("emergency state of %s at %.0f is older than the one stored (%.0f): ignored",
+                            device_id, newest[device_id].at, old.at)
+                del newest[device_id]
+        before = {k: v for k, v in before.items() if k in newest}
         conn.execute(delete(device_emergency).where(device_emergency.c.device_id.in_(sorted(before))))
-        conn.execute(insert(device_emergency), [
-            {"device_id": s.device_id, "state": s.state, "seq": s.seq, "cause": s.cause, "at": s.at,
-             "received_at": now} for s in newest.values()])
+        if newest:
+            conn.execute(insert(device_emergency), [
+                {"device_id": s.device_id, "state": s.state, "seq": s.seq, "cause": s.cause, "at": s.at,
+                 "received_at": now} for s in newest.values()])
     fires = []
     for s in newest.values():
-        old = before.get(s.device_id)
-        if s.state == "open" and s.cause == "fire" and (old is None or (old.state, old.cause) != ("open", "fire")):
+        prior = before.get(s.device_id)
+        newly = prior is None or (prior.state, prior.cause) != ("open", "fire")
+        if s.state == "open" and s.cause == "fire" and newly:
             fires.append(s.device_id)
     return fires
 

@@ -56,6 +56,7 @@ class Approval:
     channel_id: int | None = None
     kind: str | None = None
     config: dict[str, Any] = field(default_factory=dict)
+    fire_input: bool = False  # its local fire alarm may open every gate (spread_local_fire)
 
 
 def receive(ctx: HubContext, topic_serial: str, req: EnrollmentRequest, max_age: float) -> str | None:
@@ -183,10 +184,10 @@ def approve(ctx: HubContext, who: Principal, serial: str, fingerprint: str | Non
         config_out = device_admin.create(ctx, conn, {
             "device_id": a.device_id, "serial": serial, "kind": kind, "site": a.site, "group_id": a.group_id,
             "channel_id": a.channel_id, "public_key": req["public_key"], "status": "active", "status_reason": None,
-            "created_at": now}, {**config, **a.config})
+            "created_at": now, "fire_input": a.fire_input}, {**config, **a.config})
         ctx.audit(conn, who, "provisioning.approve", serial,
                   f"device {a.device_id} key {key_fingerprint(req['public_key'])} kind {kind} site {a.site} "
-                  f"group {a.group_id} channel {a.channel_id}")
+                  f"group {a.group_id} channel {a.channel_id} fire_input {a.fire_input}")
     reply = ReplyPayload(serial=serial, nonce=req["nonce"], status="approved", device_id=a.device_id,
                          kind=kind,
                          site=a.site, group_id=a.group_id, channel_id=a.channel_id, broker=broker,

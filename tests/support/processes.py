@@ -123,6 +123,7 @@ class GateProcess(_Process):
                  extra_config: str = "", env: dict[str, str] | None = None) -> None:
         super().__init__(workdir)
         self.device_id = device_id
+        self.group_id, self.channel_id = group_id, channel_id
         self.extra_args = extra_args
         self.env = env or {}  # e.g. GATE__KIND=handheld, TZ=UTC, or libfaketime's LD_PRELOAD + FAKETIME
         self.scanner = PtyPair(workdir, "scanner")
@@ -133,6 +134,19 @@ class GateProcess(_Process):
             f'data_dir = "{self.data_dir}"\nhub_keys_file = "{keys_file}"\nstatus_interval = 0.5\n'
             f'[mqtt]\nhost = "127.0.0.1"\nport = {mqtt_port}\nprefix = "{prefix}"\n'
             f'[scanner]\nurl = "{self.scanner.device}"\n{extra_config}')
+
+    def register(self, hub: HubProcess, *, kind: str | None = None, fire_input: bool = False) -> GateProcess:
+        """Register this gate at ``hub`` as ops would: its key (made now in its data dir, where the gate finds
+        it) with the group and channel of its config."""
+        from provisioning.device import device_key, public_key_b64
+
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        kind = kind or ("handheld" if "GATE__KIND" in self.env and self.env["GATE__KIND"] == "handheld" else "gate")
+        hub.call("POST", "/provisioning/devices", json={
+            "device_id": self.device_id, "kind": kind, "site": "test hall",
+            "public_key": public_key_b64(device_key(self.data_dir)), "group_id": self.group_id,
+            "channel_id": self.channel_id, "fire_input": fire_input})
+        return self
 
     def start(self) -> None:
         if self.scanner.proc is None:
