@@ -25,6 +25,9 @@ def daemon_parser(prog: str, description: str) -> argparse.ArgumentParser:
     parser.add_argument("--config", type=Path, default=None, help="TOML configuration file (env overrides it)")
     parser.add_argument("--validate-config", action="store_true", help="check the configuration and exit")
     parser.add_argument("--debug", action="store_true", help="debug logging")
+    parser.add_argument("--log-target", choices=("auto", "journal", "stderr"), default=None,
+                        help="journal: journald with structured fields; auto (default, env VENUE_LOG_TARGET): the "
+                             "journal when systemd connected stderr to it (confkit.logs)")
     return parser
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
@@ -60,6 +61,23 @@ class BrokerLink:
                              keepalive=self.keepalive, tls=self.tls, tls_ca=self.tls_ca)
 
 
+@dataclass
+class ConnectionStats:
+    """How a device's broker connection has fared, for its metrics (:mod:`confkit.metrics`)."""
+
+    connects: int = 0  # successful connections; the reconnects are the ones after the first
+    connected: bool = False
+    last_connected: float = 0.0  # time.time() when last seen connected (connect or loss); 0: never
+
+    def up(self) -> None:
+        self.connects += 1
+        self.connected, self.last_connected = True, time.time()
+
+    def down(self) -> None:
+        if self.connected:
+            self.connected, self.last_connected = False, time.time()
+
+
 class MqttSession(ABC):
     """One device's session with the broker: connect with its Last Will, serve, and on any loss
     reconnect with capped exponential backoff, forever. Subclasses say what the Will is and what
@@ -69,6 +87,8 @@ class MqttSession(ABC):
         self.opt = opt
         self.topics = Topics(opt.prefix)
         self.connected = asyncio.Event()
+        self.tried = asyncio.Event()  # a first connection attempt has ended: connected or not, the device runs on
+        self.stats = ConnectionStats()
         self._client: aiomqtt.Client | None = None
 
     @abstractmethod
@@ -86,6 +106,7 @@ class MqttSession(ABC):
             try:
                 async with self._client_for() as client:
                     delay = self.opt.backoff_min
+                    self.stats.up()
                     await self._serve(client)
             except aiomqtt.MqttError as exc:
                 if self.connected.is_set():
@@ -95,5 +116,7 @@ class MqttSession(ABC):
             finally:
                 self._client = None
                 self.connected.clear()
+                self.stats.down()
+                self.tried.set()
             await asyncio.sleep(delay)
             delay = min(delay * 2, self.opt.backoff_max)

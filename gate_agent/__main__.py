@@ -1,9 +1,11 @@
 """``python -m gate_agent --config gate.toml`` (console script ``venue-gate``).
 
 ``--bootstrap bootstrap.toml``: a provisioned device. It enrolls first if it has no identity yet
-(:mod:`provisioning.device`), then runs with the identity's id, broker login, group and channel; the
+(:mod:`confkit.enrolment`), then runs with the identity's id, broker login, group and channel; the
 config file then gives only the local settings (scanner, turnstile, data_dir...). Exit code 75 means
-"restart me" (the hub's ``restart`` command); 3: enrollment rejected.
+"restart me" (the hub's ``restart`` command); 3: enrollment rejected; 4: ``gate.db`` was written by a newer
+release (a rollback): upgrade the software, the store is left as it was. 70 (EX_SOFTWARE): a background task
+failed that is not restarted in-process (:mod:`confkit.supervise`): the service manager restarts the gate.
 
 ``--show-key``: print this device's public key as one JSON line (``device_id``, ``kind``, ``group_id``,
 ``channel_id``, ``public_key``, ``fingerprint``), creating the key if it has none, and exit: what ops
@@ -20,10 +22,13 @@ import sys
 from pathlib import Path
 
 from confkit.cli import EXIT_CONFIG, daemon_parser, load_or_report
+from confkit.logs import redactor, setup_logging
+from confkit.service import service_notifier
+from confkit.storeschema import EXIT_STORE, StoreSchemaError
+from confkit.supervise import EXIT_SOFTWARE, TaskFailed
 from gate_agent import ConfigError
 from gate_agent.app import device_key_record, load_device_key, load_keyring, run_gate
 from gate_agent.config import GateConfig, load_config
-from gate_agent.logs import setup_logging
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,13 +51,18 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.show_key:
         return show_key(cfg, args)
-    setup_logging(cfg.device_id, logging.DEBUG if args.debug else logging.INFO)
+    setup_logging(cfg.device_id, logging.DEBUG if args.debug else logging.INFO, identifier="venue-gate",
+                  target=args.log_target, secrets=[cfg])
     identity_dir = None
     if args.bootstrap is not None:
-        from provisioning.device import EnrollmentRejected, ProvisioningError, load_or_enroll
+        from confkit.enrolment import Bootstrap, EnrollmentRejected, Identity, ProvisioningError, load_or_enroll
+        from gate_agent import __version__
 
         try:
-            identity_dir = load_or_enroll(args.bootstrap)
+            redactor().add(Bootstrap.load(args.bootstrap))  # the claim password
+            with service_notifier().extending_start("starting: enrolment (a new device waits for approval)"):
+                identity_dir = load_or_enroll(args.bootstrap, default_version=__version__)
+            redactor().add(Identity.load(identity_dir))  # the device's own broker password
         except EnrollmentRejected as exc:
             logging.getLogger("gate_agent").error("enrollment rejected by the hub: %s", exc.reason)
             return 3
@@ -60,10 +70,20 @@ def main(argv: list[str] | None = None) -> int:
             logging.getLogger("gate_agent").error("%s", exc)
             return 2
     try:
-        return asyncio.run(run_gate(cfg, sim=args.sim, identity_dir=identity_dir))
+        if args.sim:  # a config transformation: every part on its hardware-free backend (gate_agent.hardware)
+            from gate_agent.sim import sim_config
+
+            cfg = sim_config(cfg)
+        return asyncio.run(service_notifier().serving(run_gate(cfg, identity_dir=identity_dir)))
     except ConfigError as exc:
         logging.getLogger("gate_agent").error("%s", exc)
         return 2
+    except StoreSchemaError as exc:  # gate.db of a newer release (a rollback): refuse, never drop its data
+        logging.getLogger("gate_agent").critical("%s", exc)
+        return EXIT_STORE
+    except TaskFailed as exc:  # logged with its traceback already; the service manager restarts us
+        logging.getLogger("gate_agent").critical("%s: exiting with %d", exc, EXIT_SOFTWARE)
+        return EXIT_SOFTWARE
 
 
 def show_key(cfg: GateConfig, args: argparse.Namespace) -> int:
@@ -71,8 +91,8 @@ def show_key(cfg: GateConfig, args: argparse.Namespace) -> int:
     identity_dir = None
     try:
         if args.bootstrap is not None:
-            from provisioning.agent import with_identity
-            from provisioning.device import Bootstrap, Identity, ProvisioningError
+            from confkit.enrolment import Bootstrap, Identity, ProvisioningError
+            from gate_agent.enrolled import with_identity
 
             try:
                 boot = Bootstrap.load(args.bootstrap)

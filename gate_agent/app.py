@@ -4,50 +4,38 @@ checker -> scanner task + link task."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import logging
 import signal
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import nacl.signing
 
+from confkit.enrolment import KEY_FILE, IdentityError, device_key, device_key_at, public_key_b64
+from confkit.keys import load_keyring as load_hub_keys
+from confkit.service import service_notifier
+from confkit.supervise import Supervisor
 from gate_agent import ConfigError
-from gate_agent.actuator import Actuator, LoggingActuator
 from gate_agent.checkin import Checker, OverridePolicy, Station
 from gate_agent.config import GateConfig
-from gate_agent.emergency_io import make_release, start_triggers
+from gate_agent.emergency_io import make_release
+from gate_agent.hardware import make_parts
 from gate_agent.hubkeys import HubKeysFollower
 from gate_agent.link import Link, LinkOptions
+from gate_agent.metrics import GateMetrics
 from gate_agent.online import OnlineChecker, OnlineOptions
-from gate_agent.rfid import make_reader as make_rfid_reader
-from gate_agent.scanner import Scanner
 from gate_agent.store import Store
 from gate_agent.turnstile import GpioTurnstile
-from protocol.errors import MalformedError
 from protocol.keys import Keyring
 from protocol.provisioning import key_fingerprint
-from provisioning.device import KEY_FILE, IdentityError, device_key, device_key_at, public_key_b64
-
-if TYPE_CHECKING:
-    from gate_agent.camera import QrCamera
 
 log = logging.getLogger(__name__)
 
 
 def load_keyring(path: Path) -> Keyring:
-    """The hub's public keys with their purposes, as ``python -m hub export-keys`` writes them:
-    ``{"1": {"key": "<base64>", "purposes": ["ticket"]}, "2": {"key": ..., "purposes": ["control"]}}``; the
-    legacy form ``{"1": "<base64>"}`` (a single-key hub) means all purposes."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        if not isinstance(data, dict) or not data:
-            raise ValueError("not a non-empty JSON object")
-        return Keyring.from_b64(data)
-    except (OSError, ValueError, MalformedError) as exc:
-        raise ConfigError(f"hub_keys_file: cannot load hub public keys from {path}: {exc}") from exc
+    """The hub's public keys (:func:`confkit.keys.load_keyring`); raises the gate's :class:`ConfigError`."""
+    return load_hub_keys(path, ConfigError)
 
 
 def load_device_key(cfg: GateConfig, identity_dir: Path | None = None) -> nacl.signing.SigningKey:
@@ -95,58 +83,25 @@ def make_online(cfg: GateConfig) -> OnlineChecker | None:
         ca_file=str(cfg.online.ca_file) if cfg.online.ca_file else None))
 
 
-def make_camera(cfg: GateConfig, checker: Checker) -> QrCamera | None:
-    if not cfg.camera.enabled:
-        return None
-    from gate_agent.camera import CameraOptions, MultipleCodes, QrCamera  # OpenCV, numpy: ~40 MB, when used
-
-    cam = cfg.camera
-
-    async def on_code(text: str) -> object:
-        return await checker.scan(text, "qr")
-
-    async def on_multiple(outcome: MultipleCodes) -> None:  # shown to the patron; nothing is decided
-        print(f"[{cfg.device_id}] ✘ ONE_TICKET_AT_A_TIME — {outcome.text_zh} / {outcome.text_en}", flush=True)
-
-    return QrCamera(CameraOptions(cam.source, cam.fps, cam.debounce_s, cam.width, cam.height, cam.loop), on_code,
-                    on_multiple=on_multiple)
-
-
-def make_actuator(cfg: GateConfig, pin_factory: object = None, *, sim: bool = False) -> Actuator:
-    """``pin_factory``: gpiozero's for the turnstile (None: the default, the real pins on a Pi);
-    ``sim``: the turnstile on a MockFactory with a simulated patron (see :mod:`gate_agent.sim`)."""
-    if cfg.actuator.kind == "turnstile" and sim:
-        from gate_agent.sim import sim_turnstile
-
-        return sim_turnstile(cfg)
-    if cfg.actuator.kind == "turnstile":
-        return GpioTurnstile(cfg.turnstile, device_id=cfg.device_id, pin_factory=pin_factory)
-    return LoggingActuator(cfg.device_id, sound=cfg.kind == "handheld")
-
-
 async def run_gate(cfg: GateConfig, stop: asyncio.Event | None = None, *, pin_factory: object = None,
-                   sim: bool = False, identity_dir: Path | None = None) -> int:
+                   identity_dir: Path | None = None) -> int:
     """Run until ``stop`` is set (or SIGTERM/SIGINT), then announce offline and return the exit code
-    (0, or :data:`provisioning.agent.EXIT_RESTART` after the hub's ``restart`` command).
+    (0, or :data:`confkit.device_agent.EXIT_RESTART` after the hub's ``restart`` command).
 
-    ``sim`` (``--sim``): every part on its hardware-free backend, see :func:`gate_agent.sim.sim_config`.
-    ``identity_dir``: an enrolled device (:mod:`provisioning.device`): its id, group, channel, broker
+    The drivers follow ``cfg.hardware`` (:func:`gate_agent.hardware.make_parts`; ``--sim`` is
+    :func:`gate_agent.sim.sim_config`); ``pin_factory``: a gpiozero pin factory to use instead (a test's
+    ``MockFactory`` whose pins it drives).
+    ``identity_dir``: an enrolled device (:mod:`confkit.enrolment`): its id, group, channel, broker
     login and hub keys replace the config's, and it serves the hub's config, commands and key updates.
     """
     agent = None
-    if sim:
-        from gate_agent.sim import sim_config
-
-        cfg = sim_config(cfg)
-        log.info("simulation: turnstile on gpiozero MockFactory, camera reads images in %s, RFID reader at %s",
-                 cfg.camera.source, cfg.rfid.path)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     if identity_dir is not None:
-        from provisioning.agent import with_identity
-        from provisioning.device import Identity
+        from confkit.enrolment import Identity
+        from gate_agent.enrolled import with_identity
 
         identity = Identity.load(identity_dir)
         cfg, keyring = with_identity(cfg, identity), identity.keyring()
@@ -156,23 +111,26 @@ async def run_gate(cfg: GateConfig, stop: asyncio.Event | None = None, *, pin_fa
     log.info("device %s key fingerprint %s", cfg.device_id, key_fingerprint(public_key_b64(own_key)))
     with Store.open(cfg.data_dir) as store:
         if identity_dir is not None:
-            from provisioning.agent import stored_config
+            from gate_agent.enrolled import stored_config
 
             cfg = stored_config(cfg, store)
-        actuator = make_actuator(cfg, pin_factory, sim=sim)
+        parts = make_parts(cfg, pin_factory=pin_factory)
+        actuator = parts.actuator
         emergency = make_release(cfg, store, keyring, actuator)
         if emergency is not None:
             await emergency.restore()  # an evacuation in progress: stand open before anything else starts
         health: dict[str, Callable[[], str]] = {}  # part -> its state, reported in every heartbeat
+        tasks = Supervisor(cfg.device_id)  # a task that dies is "failed" in the health, and restarted
         link = Link(link_options(cfg), store, keyring, device_key=own_key,
-                    health=lambda: {k: f() for k, f in health.items()})
+                    health=lambda: {**{k: f() for k, f in health.items()}, **tasks.failed()})
+        tasks.on_change = link.status_changed
         if emergency is not None:
             link.serve_emergency(emergency.on_command, emergency.state)
             emergency.bind(link.publish_emergency)
         if identity_dir is not None:
-            from provisioning.agent import DeviceAgent
+            from gate_agent.enrolled import gate_device_agent
 
-            agent = DeviceAgent(identity_dir, link, store, keyring, cfg, stop)
+            agent = gate_device_agent(identity_dir, link, store, keyring, cfg, stop)
             agent.start()
         else:  # a config-file gate follows the hub's signed key list too (gate_agent.hubkeys)
             HubKeysFollower(link, keyring, cfg.data_dir, cfg.hub_keys_file, cfg.mqtt.prefix).start()
@@ -182,64 +140,63 @@ async def run_gate(cfg: GateConfig, stop: asyncio.Event | None = None, *, pin_fa
                                   cfg.override.lockout_s)
         checker = Checker(station, store, keyring, actuator, on_event=link.wake, online=online, emergency=emergency,
                           override=override)
+        metrics = GateMetrics.start(cfg, store, link, checker)  # [metrics] port; closes when this task ends
         turnstile = checker.actuator if isinstance(checker.actuator, GpioTurnstile) else None
         if turnstile is not None:
             turnstile.bind(checker.report)
             await turnstile.start()
             health["turnstile"] = turnstile.health
-        triggers, panel = start_triggers(cfg, emergency, pin_factory, sim=sim) if emergency else (None, None)
+        triggers, panel = parts.start_emergency_inputs(emergency) if emergency else (None, None)
         if triggers is not None:
             health["emergency_inputs"] = triggers.health
-        panel_task = asyncio.create_task(panel.run(), name="sim-emergency") if panel is not None else None
-        scanner = Scanner(cfg.scanner.url, checker.scan, baudrate=cfg.scanner.baudrate)
+        scanner, camera, rfid = parts.readers(checker)
         health["scanner"] = scanner.health
-        camera = make_camera(cfg, checker)
         if camera is not None:
             health["camera"] = camera.health
         if online is not None:
             health["online"] = online.health
             online.warm_up()  # log in to the hub before the first scan needs it
-        rfid = make_rfid_reader(cfg.rfid, checker) if cfg.rfid.enabled else None
         if rfid is not None:
             health["rfid"] = rfid.health
         log.info("store open: whitelist seq %s, %d entries, %d events waiting for the hub",
                  store.whitelist_seq, store.entry_count(), store.outbox_count())
         log.info("checking %ss at channel %s; supervisor override %s", cfg.direction, cfg.channel_id,
                  "on" if override.enabled else "off")
-        link_task = asyncio.create_task(link.run(), name="link")
-        scan_task = asyncio.create_task(scanner.run(), name="scanner")
-        camera_task = asyncio.create_task(camera.run(), name="camera") if camera is not None else None
-        rfid_task = asyncio.create_task(rfid.run(), name="rfid") if rfid is not None else None
-        ready = asyncio.create_task(scanner.connected.wait())
-        stopping = asyncio.create_task(stop.wait())
-        await asyncio.wait({ready, stopping}, return_when=asyncio.FIRST_COMPLETED)
-        if ready.done():
-            log.info("gate ready")
-        ready.cancel()
-        await stopping
-        log.info("stopping")
-        if triggers is not None:
-            triggers.close()
-        if panel_task is not None:
-            panel_task.cancel()
-            await asyncio.gather(panel_task, return_exceptions=True)
-        if emergency is not None:
-            await emergency.aclose()
-        scan_task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await scan_task
-        if camera_task is not None:
-            camera_task.cancel()
-            await asyncio.gather(camera_task, return_exceptions=True)
-        if rfid_task is not None:
-            rfid_task.cancel()
-            await asyncio.gather(rfid_task, return_exceptions=True)
-        if turnstile is not None:
-            await turnstile.aclose()  # locks; annulments of unfinished releases go to the outbox
-        await link.stop()
-        link_task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await link_task
+        async with tasks:
+            if panel is not None:
+                tasks.spawn("sim-emergency", panel.run)
+            tasks.spawn("link", link.run)
+            tasks.spawn("scanner", scanner.run, forever=cfg.scanner.url != "stdin")  # stdin: ends at EOF
+            if camera is not None:
+                tasks.spawn("camera", camera.run, forever=cfg.camera.loop)  # a file or folder ends
+            if rfid is not None:
+                tasks.spawn("rfid", rfid.run)
+            service_notifier().ready_when(  # systemd READY=1 once it can decide (docs/operations.md, "Readiness")
+                {"whitelist": lambda: store.whitelist_seq >= 0,
+                 "broker or offline mode": lambda: link.connected.is_set() or link.tried.is_set()},
+                lambda: f"whitelist seq {store.whitelist_seq}, {'online' if link.connected.is_set() else 'offline'}")
+            ready = asyncio.create_task(scanner.connected.wait())
+            stopping = asyncio.create_task(stop.wait())
+            await asyncio.wait({ready, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            if ready.done():
+                log.info("gate ready")
+            ready.cancel()
+            await stopping
+            log.info("stopping")
+            service_notifier().stopping()
+            if metrics is not None:
+                await metrics.aclose()
+            if triggers is not None:
+                triggers.close()
+            await tasks.cancel("sim-emergency")
+            if emergency is not None:
+                await emergency.aclose()
+            for name in ("scanner", "camera", "rfid"):
+                await tasks.cancel(name)
+            if turnstile is not None:
+                await turnstile.aclose()  # locks; annulments of unfinished releases go to the outbox
+            await link.stop()
+            await tasks.cancel("link")
         if online is not None:
             await online.aclose()
         if agent is not None:

@@ -25,15 +25,16 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Protocol
 
 import cv2
 import numpy as np
 from pyzbar import pyzbar
 
+from confkit.reopen import Health, HealthCell, Next, reopen_loop
+
 log = logging.getLogger(__name__)
 
-Health = Literal["ok", "missing", "error"]
 Gray = np.ndarray
 CodeHandler = Callable[[str], Awaitable[object]]
 MultipleHandler = Callable[["MultipleCodes"], Awaitable[object]]
@@ -285,21 +286,14 @@ class QrCamera:
         self.on_multiple = on_multiple
         self.clock = clock
         self.opener = opener  # blocking; runs on the worker thread
-        self.connected = asyncio.Event()
+        self._health = HealthCell()
+        self.connected = self._health.connected  # set while frames arrive
         self.frames_read = 0
-        self._health: Health = "missing"
         self._decoder = FrameDecoder(options.invert_every)
         self._debouncer = Debouncer(options.debounce_s)
 
     def health(self) -> Health:
-        return self._health
-
-    def _set_health(self, health: Health) -> None:
-        self._health = health
-        if health == "ok":
-            self.connected.set()
-        else:
-            self.connected.clear()
+        return self._health()
 
     def _next(self, frames: Frames) -> tuple[str, ...] | None:
         """Worker thread: read and decode one frame."""
@@ -340,55 +334,40 @@ class QrCamera:
                 return count
             count += 1
             self.frames_read += 1
-            if self._health != "ok":
-                self._set_health("ok")
+            if self._health() != "ok":
+                self._health.set("ok")
             await self._handle(texts, self.clock())
 
     async def run(self) -> None:
-        """Read forever; reopen every ``reopen_delay`` seconds while the camera is gone.
+        """Read forever; reopen every ``reopen_delay`` seconds while the camera is gone (:mod:`confkit.reopen`).
 
         A video file or image folder stops at its end, or starts over when ``options.loop``.
         """
         opts = self.options
         loop = asyncio.get_running_loop()
         worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="camera")
-        failing = False
+
+        async def open_() -> Frames:
+            return await loop.run_in_executor(worker, self.opener, opts)
+
+        async def read(frames: Frames) -> Next | None:
+            count = await self._pump(frames, worker)
+            if count and opts.loop:
+                return Next.REOPEN_NOW  # start the file or folder over; frames_read moved on
+            if not opts.loop:
+                log.info("camera source %s ended", opts.source)
+                return Next.STOP
+            # looping over nothing: an empty image folder is a camera with nothing in view (the
+            # simulated camera between patrons); a video file that yields no frame is missing
+            empty_folder = isinstance(opts.source, str) and await asyncio.to_thread(os.path.isdir, opts.source)
+            self._health.set("ok" if empty_folder else "missing")
+            return None
+
         try:
-            while True:
-                try:
-                    frames = await loop.run_in_executor(worker, self.opener, opts)
-                except CameraLost as exc:
-                    if not failing:
-                        log.warning("camera: %s; retrying every %.1f s", exc, opts.reopen_delay)
-                    failing = True
-                    self._set_health("missing")
-                    await asyncio.sleep(opts.reopen_delay)
-                    continue
-                failing = False
-                log.info("camera %s open", opts.source)
-                count = 0
-                try:
-                    count = await self._pump(frames, worker)
-                except CameraLost as exc:
-                    log.warning("camera lost: %s", exc)
-                    self._set_health("missing")
-                except Exception:
-                    log.exception("camera %s failed; reopening", opts.source)
-                    self._set_health("error")
-                else:
-                    if count and opts.loop:
-                        continue  # start the file or folder over; frames_read moved on
-                    if not opts.loop:
-                        log.info("camera source %s ended", opts.source)
-                        self._set_health("missing")
-                        return
-                    # looping over nothing: an empty image folder is a camera with nothing in view (the
-                    # simulated camera between patrons); a video file that yields no frame is missing
-                    empty_folder = isinstance(opts.source, str) and await asyncio.to_thread(os.path.isdir, opts.source)
-                    self._set_health("ok" if empty_folder else "missing")
-                finally:
-                    worker.submit(frames.close)  # after any read still running on the worker
-                await asyncio.sleep(opts.reopen_delay)
+            await reopen_loop(f"camera {opts.source}", open_, read, self._health, retry=opts.reopen_delay,
+                              lost=(CameraLost,), faults=True, ok_on_open=False,
+                              close=lambda frames: worker.submit(frames.close),  # after any read still running
+                              log=log)
         finally:
             self.connected.clear()
             worker.shutdown(wait=False)

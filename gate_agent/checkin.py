@@ -124,6 +124,8 @@ class Checker:
         self._failures = 0  # wrong supervisor PINs in a row
         self._locked_until = 0.0
         self.last_notice: Notice | None = None
+        # called with each journalled decision and the seconds from the scan to it (gate_agent.metrics)
+        self.on_decided: Callable[[CheckinEvent, float], None] | None = None
 
     def _channel(self) -> ChannelRules:
         rules = self.store.rules
@@ -233,6 +235,7 @@ class Checker:
         A line starting with ``#`` is a supervisor PIN (:meth:`override_pin`): it is never journalled;
         the result is the forced admission, or None when nothing was admitted.
         """
+        started = time.perf_counter()
         now = self.clock() if now is None else now
         if text.strip().startswith("#"):
             return await self.override_pin(text.strip()[1:], now)
@@ -245,6 +248,8 @@ class Checker:
         else:
             decision, offline = await self.decide_online_first(text, now, event_id)
         event = self.record(decision, text, source, now, event_id=event_id, offline=offline)
+        if self.on_decided is not None:
+            self.on_decided(event, time.perf_counter() - started)
         log.info("scan %s", decision.reason,
                  extra={"ticket_id": decision.ticket_id, "event_id": event.event_id, "seq": event.seq,
                         "reason": str(decision.reason)})
@@ -364,6 +369,7 @@ class Checker:
         gate's own admissions it has not yet echoed. A supervisor's card (not also a member card, or
         while a refusal can be overridden) is an override (:meth:`override_card`).
         """
+        started = time.perf_counter()
         now = self.clock() if now is None else now
         card = self.store.card(key)
         if self.override.enabled and any(s.card_key == key for s in self._supervisors()) and (
@@ -377,6 +383,8 @@ class Checker:
         if self.emergency is not None and self.emergency.is_open:
             decision = Decision(Reason.EMERGENCY, card_id=card.card_id if card is not None else None)
         event = self.record(decision, "", "nfc", now)
+        if self.on_decided is not None:
+            self.on_decided(event, time.perf_counter() - started)
         log.info("card tap %s (card %s)", decision.reason, decision.card_id,
                  extra={"event_id": event.event_id, "seq": event.seq,
                         "reason": str(decision.reason)})

@@ -18,6 +18,7 @@ from pydantic_settings import (
 )
 
 from confkit import MqttConfig, Section, TomlEnvSettings, load
+from confkit.metrics import PORT_DOC, MetricsConfig
 from gate_agent import ConfigError
 
 __all__ = ["GateConfig", "MqttConfig", "load_config"]
@@ -39,6 +40,14 @@ class CameraConfig(Section):
     width: int = Field(640, gt=0, le=4096, description="frame width requested from a camera device")
     height: int = Field(480, gt=0, le=4096, description="frame height requested from a camera device")
     loop: bool = Field(False, description="a video file or image folder starts over at its end instead of stopping")
+
+
+class HardwareConfig(Section):
+    """Which drivers the parts run on; see :mod:`gate_agent.hardware` (``--sim`` sets ``backend = "sim"``)."""
+
+    backend: Literal["real", "sim"] = Field(
+        "real", description="'real': gpiozero's default pin factory (the Pi's pins), the configured devices; "
+        "'sim': every GPIO part on gpiozero's MockFactory, with a simulated patron and emergency panel")
 
 
 class ActuatorConfig(Section):
@@ -149,6 +158,10 @@ class EmergencyConfig(Section):
         return self
 
 
+class GateMetricsConfig(MetricsConfig):
+    port: int = Field(9101, ge=0, le=65535, description=PORT_DOC)
+
+
 class GateConfig(TomlEnvSettings):
     """Configuration of one gate agent."""
 
@@ -176,11 +189,14 @@ class GateConfig(TomlEnvSettings):
     scanner: ScannerConfig = Field(default_factory=ScannerConfig, description="barcode scanner")
     rfid: RfidConfig = Field(default_factory=RfidConfig, description="RFID/NFC card reader")
     camera: CameraConfig = Field(default_factory=CameraConfig, description="camera QR reader")
+    hardware: HardwareConfig = Field(default_factory=HardwareConfig, description="hardware backend")
     actuator: ActuatorConfig = Field(default_factory=ActuatorConfig, description="gate actuator")
     turnstile: TurnstileConfig = Field(default_factory=TurnstileConfig, description="tripod turnstile on GPIO")
     online: OnlineConfig = Field(default_factory=OnlineConfig, description="handheld online mode")
     emergency: EmergencyConfig = Field(default_factory=EmergencyConfig, description="emergency release")
     override: OverrideConfig = Field(default_factory=OverrideConfig, description="supervisor override (handhelds)")
+    metrics: GateMetricsConfig = Field(default_factory=GateMetricsConfig,
+                                       description="Prometheus metrics endpoint (docs/operations.md)")
 
     @property
     def device_key_path(self) -> Path:

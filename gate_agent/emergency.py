@@ -35,6 +35,7 @@ from dataclasses import asdict, dataclass, replace
 from enum import StrEnum
 from typing import Any, Literal, Protocol, runtime_checkable
 
+from confkit.supervise import watch
 from gate_agent.logs import truncate
 from gate_agent.store import Store
 from protocol.emergency import KIND_EMERGENCY, EmergencyCommand, EmergencyState
@@ -183,9 +184,11 @@ class EmergencyRelease:
             await self._actuate()
 
     async def aclose(self) -> None:
-        for task in self._tasks:
+        tasks = list(self._tasks)
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if tasks:
+            await asyncio.wait(tasks)  # watched: a failure is logged with its traceback, never swallowed
 
     # ---- inputs ------------------------------------------------------------------------------
 
@@ -226,7 +229,8 @@ class EmergencyRelease:
 
     def _local_change(self) -> None:
         self._save()
-        task = asyncio.get_running_loop().create_task(self._act_and_confirm())
+        task = watch(asyncio.get_running_loop().create_task(self._act_and_confirm(), name="emergency-act"),
+                     self.device_id)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 

@@ -20,7 +20,7 @@ import contextlib
 import functools
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from gpiozero import Button, DigitalInputDevice, GPIOZeroError
 
@@ -30,9 +30,6 @@ from gate_agent.emergency import EmergencyRelease
 from gate_agent.store import Store
 from gate_agent.turnstile import GpioTurnstile
 from protocol.keys import Keyring
-
-if TYPE_CHECKING:
-    from gate_agent.sim import SimEmergencyPanel
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +105,7 @@ class LocalTriggers:
         self.button = self.fire_input = None
 
 
-# ---- wiring (used by gate_agent.app.run_gate) ------------------------------------------------
+# ---- wiring (used by gate_agent.app.run_gate; the inputs: gate_agent.hardware) -----------------------
 
 
 def make_release(cfg: GateConfig, store: Store, keyring: Keyring, actuator: object) -> EmergencyRelease | None:
@@ -119,26 +116,3 @@ def make_release(cfg: GateConfig, store: Store, keyring: Keyring, actuator: obje
     if isinstance(actuator, GpioTurnstile):
         actuator.set_alarm_pattern(em.beep_on_ms, em.beep_off_ms, em.blink_ms)
     return EmergencyRelease(cfg.device_id, cfg.group_id, cfg.channel_id, store, keyring, actuator)
-
-
-def start_triggers(cfg: GateConfig, release: EmergencyRelease, pin_factory: Any, *, sim: bool = False,
-                   ) -> tuple[LocalTriggers | None, SimEmergencyPanel | None]:
-    """Set up and start the fire input and button (``--sim``: on the turnstile's MockFactory, with the
-    file-driven :class:`~gate_agent.sim.SimEmergencyPanel`). The fire input is read at once."""
-    em = cfg.emergency
-    if em.fire_input_pin is None and em.button_pin is None:
-        return None, None
-    panel = None
-    if sim:
-        from gpiozero.pins.mock import MockFactory
-
-        from gate_agent.sim import SimEmergencyPanel
-
-        actuator = release.actuator
-        pin_factory = actuator.pin_factory if isinstance(actuator, GpioTurnstile) else MockFactory()
-        panel = SimEmergencyPanel(pin_factory, em, cfg.data_dir)
-    triggers = LocalTriggers(em, release.fire, release.button, pin_factory=pin_factory)
-    if panel is not None:
-        panel.wire()
-    triggers.start()
-    return triggers, panel

@@ -22,6 +22,7 @@ import nacl.signing
 
 from confkit.aio import wait_set
 from confkit.mqtt import BrokerLink, MqttSession, device_client
+from confkit.supervise import Supervisor, watch
 from gate_agent import __version__
 from gate_agent import sync as wl
 from gate_agent.logs import truncate
@@ -87,6 +88,7 @@ class Link(MqttSession):
         self._first: list[str] = []  # topics subscribed before the others (the hub key list)
         self.stale: dict[str, str] = {}  # "whitelist" / "keys" -> why: reported in every heartbeat's health
         self._status_tasks: set[asyncio.Task[None]] = set()
+        self._session: Supervisor | None = None  # the connected session's tasks (outbox, heartbeat)
         self._keys_handler: Callable[[bytes], Awaitable[None]] | None = None
         me, group = options.device_id, options.group_id
         self._handlers: dict[str, Callable[[bytes], Awaitable[None]]] = {
@@ -120,9 +122,14 @@ class Link(MqttSession):
         health of every heartbeat (the hub's device list shows it) until it is repaired."""
         log.error("%s STALE: %s", part, reason)
         self.stale[part] = reason
+        self.status_changed()
+
+    def status_changed(self) -> None:
+        """Publish the status now (not at the next heartbeat) if connected: a part's health changed."""
         client = self._client
         if client is not None:
-            task = asyncio.get_running_loop().create_task(self._publish_status(client))
+            task = watch(asyncio.get_running_loop().create_task(self._publish_status(client), name="status"),
+                         self.opt.device_id)
             self._status_tasks.add(task)
             task.add_done_callback(self._status_tasks.discard)
 
@@ -143,7 +150,7 @@ class Link(MqttSession):
             if not resolved():
                 self.mark_stale(part, reason)
 
-        task = asyncio.get_running_loop().create_task(later())
+        task = watch(asyncio.get_running_loop().create_task(later(), name="suspect-stale"), self.opt.device_id)
         self._status_tasks.add(task)
         task.add_done_callback(self._status_tasks.discard)
 
@@ -218,11 +225,16 @@ class Link(MqttSession):
             group_id=self.opt.group_id, channel_id=self.opt.channel_id, whitelist_seq=seq,
             outbox=self.store.outbox_count(), version=__version__,
             health=self._health() if state == "online" else None,
-            birth=self.birth, config_version=self.config_version, interval=self.opt.status_interval))
+            birth=self.birth, config_version=self.config_version, interval=self.opt.status_interval,
+            set_aside=self.store.set_aside_count() or None))  # absent when 0: an older hub parses the status
 
     def _health(self) -> dict[str, str] | None:
         parts = dict(self.health()) if self.health is not None else {}
         parts.update({part: "stale" for part in self.stale})
+        if self.store.set_aside_count():
+            parts["outbox"] = "error"  # events set aside, never sent (Store.pending): ops must look
+        if self._session is not None:
+            parts.update(self._session.failed())  # {"outbox": "failed"}: a session task died, restarting
         return parts or None
 
     def _client_for(self) -> aiomqtt.Client:
@@ -242,21 +254,25 @@ class Link(MqttSession):
         self._client = client
         self.connected.set()
         log.info("MQTT connected to %s:%s", self.opt.host, self.opt.port)
-        tasks = [asyncio.create_task(self._send_outbox(client)), asyncio.create_task(self._heartbeat(client))]
         try:
-            async for message in client.messages:
-                await self._dispatch(str(message.topic), message.payload)
-                if self._relogin:
-                    self._relogin = False
-                    raise aiomqtt.MqttError("reconnecting with new credentials")
+            # a session task that dies is logged, reported in the status at once ("outbox": "failed") and
+            # restarted with backoff; leaving the block (connection lost) cancels them
+            async with Supervisor(me, on_change=self.status_changed) as session:
+                self._session = session
+                session.spawn("outbox", lambda: self._send_outbox(client), backoff_max=self.opt.backoff_max)
+                session.spawn("heartbeat", lambda: self._heartbeat(client), backoff_max=self.opt.backoff_max)
+                async for message in client.messages:
+                    await self._dispatch(str(message.topic), message.payload)
+                    if self._relogin:
+                        self._relogin = False
+                        raise aiomqtt.MqttError("reconnecting with new credentials")
         finally:
-            if self._deferred_sync is not None:
-                tasks.append(self._deferred_sync)
-            if self._echo_check is not None:
-                tasks.append(self._echo_check)
-            for task in tasks:
+            self._session = None
+            helpers = [t for t in (self._deferred_sync, self._echo_check) if t is not None and not t.done()]
+            for task in helpers:
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            if helpers:
+                await asyncio.wait(helpers)  # watched: a failure of theirs is logged
 
     async def _dispatch(self, topic: str, payload: object) -> None:
         data = payload if isinstance(payload, bytes) else str(payload).encode()
@@ -287,7 +303,8 @@ class Link(MqttSession):
         wait = self._last_sync + self.opt.sync_interval - now
         if not force and wait > 0:
             if self._deferred_sync is None or self._deferred_sync.done():
-                self._deferred_sync = asyncio.create_task(self._sync_later(client, wait))
+                self._deferred_sync = watch(asyncio.create_task(self._sync_later(client, wait), name="sync-later"),
+                                            self.opt.device_id)
             return
         self._last_sync = now
         have = self.store.whitelist_seq if self.store.installed and not self._snapshot_wanted else -1
@@ -304,22 +321,32 @@ class Link(MqttSession):
                 log.debug("deferred sync request failed: %s", exc)
 
     async def _heartbeat(self, client: aiomqtt.Client) -> None:
-        try:
-            while True:
-                await asyncio.sleep(self.opt.status_interval)
+        while True:  # until the session ends (cancelled); a failed publish waits for the next beat
+            await asyncio.sleep(self.opt.status_interval)
+            try:
                 await client.publish(self.topics.status(self.opt.device_id), self._status("online"),
                                      qos=1, retain=True)
-        except aiomqtt.MqttError as exc:
-            log.debug("heartbeat stopped: %s", exc)
+            except aiomqtt.MqttError as exc:
+                log.debug("heartbeat not sent: %s", exc)
 
     async def _send_outbox(self, client: aiomqtt.Client) -> None:
+        """Send the outbox until the session ends (cancelled). A publish that fails (a broker slow to ack)
+        is retried after ``backoff_min``; a lost connection ends the session, which cancels this."""
+        while True:
+            try:
+                await self._send_batches(client)
+            except aiomqtt.MqttError as exc:
+                log.info("outbox sender: %s; retrying in %.1f s", exc, self.opt.backoff_min)
+            await asyncio.sleep(self.opt.backoff_min)
+
+    async def _send_batches(self, client: aiomqtt.Client) -> None:
         """Send unacknowledged events in seq order; resend a batch not acked within ack_timeout."""
         loop = asyncio.get_running_loop()
         topic = self.topics.events(self.opt.device_id)
         try:
             while True:
                 self._wake.clear()
-                events = self.store.pending(BATCH_SIZE)
+                events = self.store.pending(BATCH_SIZE, self.opt.device_id)  # sets unsendable rows aside
                 if not events:
                     await self._wake.wait()
                     continue
@@ -338,8 +365,6 @@ class Link(MqttSession):
                         break
                     self._acked.clear()
                     await wait_set(self._acked, remaining)
-        except aiomqtt.MqttError as exc:
-            log.debug("outbox sender stopped: %s", exc)
         finally:
             self._inflight = set()
 
@@ -376,7 +401,7 @@ class Link(MqttSession):
                 except aiomqtt.MqttError as exc:
                     log.debug("echo sync request failed: %s", exc)
 
-        self._echo_check = asyncio.create_task(check())
+        self._echo_check = watch(asyncio.create_task(check(), name="echo-check"), self.opt.device_id)
 
     def serve_keys(self, topic: str, handler: Callable[[bytes], Awaitable[None]]) -> None:
         """The hub key list: retained on ``topic`` (subscribed first), and the chain of lists the hub sends

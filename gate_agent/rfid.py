@@ -24,8 +24,9 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
+from confkit.reopen import Health, HealthCell, reopen_loop
 from gate_agent.checkin import Checker
 from gate_agent.config import RfidConfig
 from protocol.cards import card_key
@@ -34,7 +35,6 @@ from protocol.token import TOKEN_LENGTH
 
 log = logging.getLogger(__name__)
 
-Health = Literal["ok", "missing", "error"]
 _TOKEN = re.compile(rf"^[A-Za-z0-9_-]{{{TOKEN_LENGTH}}}$")
 _URI_PARTS = re.compile(r"[/#?=&]")
 
@@ -108,70 +108,42 @@ class NfcpyReader:
         self.on_read = on_read
         self._frontend = frontend or _nfcpy_frontend
         self._clock = clock
-        self._health: Health = "missing"
+        self._health = HealthCell()
         self._last_seen: dict[bytes, float] = {}
         self.reads = 0  # presentations handed on (for tests and status)
 
     def health(self) -> Health:
-        return self._health
-
-    def _set_health(self, health: Health, why: object = "") -> None:
-        if health != self._health:
-            if health == "ok":
-                log.info("rfid reader %s open", self.options.path)
-            else:
-                log.warning("rfid reader %s %s (%s); retrying every %.0f s", self.options.path, health, why,
-                            self.options.retry_s)
-        self._health = health
+        return self._health()
 
     async def run(self) -> None:
+        """Read until cancelled; reopen every ``retry_s`` seconds while the reader is gone (:mod:`confkit.reopen`).
+        nfcpy blocks: opening and polling run on one worker thread, which ``stop`` ends between sense rounds."""
         loop = asyncio.get_running_loop()
         stop = threading.Event()
-        ended = asyncio.Event()
+        worker = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"rfid {self.options.path}")
+        last: list[concurrent.futures.Future[Any]] = []
 
-        def work() -> None:
-            try:
-                self._worker(loop, stop)
-            finally:
-                with contextlib.suppress(RuntimeError):  # the loop is already closed
-                    loop.call_soon_threadsafe(ended.set)
+        def on_worker(fn: Callable[..., Any], *args: Any) -> concurrent.futures.Future[Any]:
+            last[:] = [worker.submit(fn, *args)]
+            return last[0]
 
-        thread = threading.Thread(target=work, name=f"rfid {self.options.path}", daemon=True)
-        thread.start()
+        async def open_() -> Any:
+            return await asyncio.wrap_future(on_worker(self._frontend, self.options.path))
+
+        async def read(clf: Any) -> None:
+            await asyncio.wrap_future(on_worker(self._poll, clf, loop, stop))
+
         try:
-            await ended.wait()
+            await reopen_loop(f"rfid reader {self.options.path}", open_, read, self._health,
+                              retry=self.options.retry_s, lost=(OSError,), faults=True,
+                              close=lambda clf: on_worker(_close, clf), log=log)
         finally:
             stop.set()
+            worker.shutdown(wait=False)
             # the worker notices between nfcpy sense rounds; never block the event loop on it
-            await asyncio.shield(asyncio.to_thread(thread.join, 10.0))
+            await asyncio.shield(asyncio.to_thread(concurrent.futures.wait, last, 10.0))
 
     # ---- worker thread -----------------------------------------------------------------------
-
-    def _worker(self, loop: asyncio.AbstractEventLoop, stop: threading.Event) -> None:
-        while not stop.is_set():
-            try:
-                clf = self._frontend(self.options.path)
-            except OSError as exc:  # no such device, unplugged, no libusb, tty not answering
-                self._set_health("missing", exc)
-                stop.wait(self.options.retry_s)
-                continue
-            except Exception as exc:
-                log.exception("rfid reader %s cannot be opened", self.options.path)
-                self._set_health("error", exc)
-                stop.wait(self.options.retry_s)
-                continue
-            self._set_health("ok")
-            try:
-                self._poll(clf, loop, stop)
-            except OSError as exc:
-                self._set_health("missing", exc)
-            except Exception as exc:
-                log.exception("rfid reader %s failed", self.options.path)
-                self._set_health("error", exc)
-            finally:
-                with contextlib.suppress(Exception):
-                    clf.close()
-            stop.wait(self.options.retry_s)
 
     def _poll(self, clf: Any, loop: asyncio.AbstractEventLoop, stop: threading.Event) -> None:
         seen: list[RfidRead] = []
@@ -222,6 +194,11 @@ class NfcpyReader:
             await self.on_read(read)
         except Exception:
             log.exception("rfid read handler failed; reading on")
+
+
+def _close(clf: Any) -> None:
+    with contextlib.suppress(Exception):
+        clf.close()
 
 
 def _nfcpy_frontend(path: str) -> Any:

@@ -14,6 +14,8 @@ from collections.abc import Awaitable, Callable
 import serial
 import serial_asyncio_fast
 
+from confkit.reopen import HealthCell, reopen_loop
+
 log = logging.getLogger(__name__)
 
 MAX_LINE = 512
@@ -68,11 +70,12 @@ class Scanner:
         self.baudrate = baudrate
         self.on_line = on_line
         self.reopen_delay = reopen_delay
-        self.connected = asyncio.Event()
+        self._health = HealthCell()
+        self.connected = self._health.connected  # set while the port is open
 
     def health(self) -> str:
         """"ok" while the port is open and being read, "missing" while it is being reopened."""
-        return "ok" if self.connected.is_set() else "missing"
+        return self._health()
 
     async def _open(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter | None]:
         if self.url == "stdin":
@@ -99,31 +102,20 @@ class Scanner:
                 except Exception:
                     log.exception("scan handler failed; reading on")
 
+    async def _read(self, session: tuple[asyncio.StreamReader, asyncio.StreamWriter | None]) -> None:
+        await self._pump(session[0])
+
     async def run(self) -> None:
-        """Read forever; reopen every ``reopen_delay`` seconds while the port is gone."""
-        failing = False
-        while True:
-            try:
-                reader, writer = await self._open()
-            except (OSError, serial.SerialException) as exc:
-                if not failing:
-                    log.warning("scanner %s cannot be opened (%s); retrying every %.0f s",
-                                self.url, exc, self.reopen_delay)
-                failing = True
-                await asyncio.sleep(self.reopen_delay)
-                continue
-            failing = False
-            log.info("scanner %s open", self.url)
-            self.connected.set()
-            try:
-                await self._pump(reader)
-            except (OSError, EOFError, serial.SerialException) as exc:
-                log.warning("scanner %s lost (%s)", self.url, exc)
-            finally:
-                self.connected.clear()
-                if writer is not None:
-                    writer.close()
-            if self.url == "stdin":
-                log.info("standard input closed; no more scans")
-                return
-            await asyncio.sleep(self.reopen_delay)
+        """Read forever; reopen every ``reopen_delay`` seconds while the port is gone (:mod:`confkit.reopen`)."""
+        try:
+            await reopen_loop(f"scanner {self.url}", self._open, self._read, self._health, retry=self.reopen_delay,
+                              lost=(OSError, EOFError, serial.SerialException), close=_close,
+                              once=self.url == "stdin", log=log)
+        finally:
+            self._health.set("missing")  # stopped: not reading
+        log.info("standard input closed; no more scans")
+
+
+def _close(session: tuple[asyncio.StreamReader, asyncio.StreamWriter | None]) -> None:
+    if session[1] is not None:
+        session[1].close()

@@ -108,7 +108,8 @@ class SimEmergencyPanel:
 
 
 def sim_config(cfg: GateConfig) -> GateConfig:
-    """``cfg`` with every part on its hardware-free backend, for ``--sim``.
+    """``cfg`` with every part on its hardware-free backend, for ``--sim``: only a config transformation;
+    :func:`gate_agent.hardware.make_parts` then picks the drivers from ``hardware.backend = "sim"``.
 
     A gate's actuator becomes the MockFactory turnstile with a simulated patron; the camera reads the
     images dropped into ``<data_dir>/sim-camera`` (a phone held up to it: write a QR image there, remove
@@ -121,6 +122,7 @@ def sim_config(cfg: GateConfig) -> GateConfig:
     folder.mkdir(parents=True, exist_ok=True)
     rfid_path = cfg.rfid.path if cfg.rfid.path.startswith("udp:") else SIM_RFID_PATH
     return cfg.model_copy(update={
+        "hardware": cfg.hardware.model_copy(update={"backend": "sim"}),
         "actuator": cfg.actuator.model_copy(update={"kind": "turnstile" if cfg.kind == "gate" else "log"}),
         "camera": cfg.camera.model_copy(update={"enabled": True, "source": str(folder), "loop": True,
                                                 "fps": min(cfg.camera.fps, 10.0)}),
@@ -132,10 +134,10 @@ def sim_config(cfg: GateConfig) -> GateConfig:
 
 
 def sim_turnstile(cfg: GateConfig, loop: asyncio.AbstractEventLoop | None = None, *,
-                  out: TextIO | None = None) -> GpioTurnstile:
-    """A :class:`GpioTurnstile` on a fresh ``MockFactory`` (``turnstile.pin_factory``), with a patron if
-    ``cfg.turnstile.sim_patron``. Bind it to the checker and run it like the real one."""
-    factory = MockFactory()
+                  out: TextIO | None = None, factory: MockFactory | None = None) -> GpioTurnstile:
+    """A :class:`GpioTurnstile` on ``factory`` (default: a fresh ``MockFactory``; ``turnstile.pin_factory``),
+    with a patron if ``cfg.turnstile.sim_patron``. Bind it to the checker and run it like the real one."""
+    factory = factory if factory is not None else MockFactory()
     turnstile = GpioTurnstile(cfg.turnstile, device_id=cfg.device_id, pin_factory=factory, out=out, loop=loop)
     if cfg.turnstile.sim_patron:
         turnstile.add_listener(SimPatron(turnstile, factory, cfg.turnstile))

@@ -15,14 +15,26 @@ entry is counted exactly once whether the ack or the "used" delta arrives first.
 delta and its ack the event counts twice for a moment: a refusal, never an extra admission.)
 
 Recording a scan is one transaction (journal + outbox + usage event), so after a crash or power loss
-a decision is either fully recorded or was never shown to the patron. The schema only ever adds
-tables and columns (``CREATE ... IF NOT EXISTS``, ``ALTER TABLE ... ADD COLUMN``): an existing
-``gate.db`` opens as it is; its old ``usage`` table (bare counts) is no longer read.
+a decision is either fully recorded or was never shown to the patron.
+
+Schema versions (``PRAGMA user_version``, :mod:`confkit.storeschema`; ``gate.db`` files from before
+versioning are recognised by their tables and columns): 1 the first release (d618755); 2 member cards,
+``cards`` and ``card_usage`` (4c5f122); 3 ``usage_events`` backfilled from the outbox and
+``entries.usage`` (2833d3b); 4 ``set_aside``. Opening migrates forward in one transaction; a store from
+a newer release is refused (:class:`~confkit.storeschema.StoreTooNew`). The old ``usage`` table (bare
+counts, version 1) is kept but no longer read.
+
+An outbox row this code cannot read (bad JSON, a field this release refuses: written by a newer release
+before a rollback) or queued under another device id (before a re-enrolment) would block every event
+behind it: :meth:`Store.pending` moves it to ``set_aside`` with the reason, logs it once at ERROR, and goes
+on; the count is in every heartbeat. A set-aside row readable again (after the upgrade it was written
+for) goes back to the outbox the next time the gate starts.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sqlite3
 import time
@@ -31,36 +43,66 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
+from confkit.storeschema import StoreSchema, UnknownStoreLayout, add_column, columns, migrate, tables
 from protocol.cards import CardEntry
 from protocol.decision import UsageHistory
+from protocol.errors import ProtocolError
 from protocol.localtime import local_day
 from protocol.messages import CheckinEvent
 from protocol.reasons import Reason
 from protocol.usage import Usage, UsageEvent
 from protocol.whitelist import Delta, GroupRules, WhitelistEntry
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS entries (
+_V1 = (  # d618755: the first release
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    """CREATE TABLE IF NOT EXISTS entries (
     ticket_id INTEGER PRIMARY KEY, performance_id INTEGER NOT NULL, ticket_type_id INTEGER NOT NULL,
-    persons INTEGER NOT NULL, revoked INTEGER NOT NULL, used INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS usage (ticket_id INTEGER PRIMARY KEY, entries INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS journal (seq INTEGER PRIMARY KEY, event_id TEXT NOT NULL UNIQUE, event TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS outbox (seq INTEGER PRIMARY KEY, event_id TEXT NOT NULL UNIQUE, event TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS cards (key TEXT PRIMARY KEY, card_id INTEGER NOT NULL, wire TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS card_usage (
-    card_id INTEGER NOT NULL, day TEXT NOT NULL, entries INTEGER NOT NULL, PRIMARY KEY (card_id, day));
-CREATE TABLE IF NOT EXISTS usage_events (
+    persons INTEGER NOT NULL, revoked INTEGER NOT NULL, used INTEGER NOT NULL)""",
+    "CREATE TABLE IF NOT EXISTS usage (ticket_id INTEGER PRIMARY KEY, entries INTEGER NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS journal (seq INTEGER PRIMARY KEY, event_id TEXT NOT NULL UNIQUE, event TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS outbox (seq INTEGER PRIMARY KEY, event_id TEXT NOT NULL UNIQUE, event TEXT NOT NULL)",
+)
+_V2 = (  # 4c5f122: member cards
+    "CREATE TABLE IF NOT EXISTS cards (key TEXT PRIMARY KEY, card_id INTEGER NOT NULL, wire TEXT NOT NULL)",
+    """CREATE TABLE IF NOT EXISTS card_usage (
+    card_id INTEGER NOT NULL, day TEXT NOT NULL, entries INTEGER NOT NULL, PRIMARY KEY (card_id, day))""",
+)
+_V3 = (  # 2833d3b: check-in rules; usage events count this gate's own usage until the hub echoes it
+    add_column("entries", "usage", "TEXT"),
+    """CREATE TABLE IF NOT EXISTS usage_events (
     event_id TEXT PRIMARY KEY, ticket_id INTEGER, card_id INTEGER, kind TEXT NOT NULL, at REAL NOT NULL,
     persons INTEGER NOT NULL, of_persons INTEGER NOT NULL, credit INTEGER NOT NULL, annuls TEXT,
-    echo_seq INTEGER);
-CREATE INDEX IF NOT EXISTS usage_events_ticket ON usage_events (ticket_id) WHERE ticket_id IS NOT NULL;
-CREATE INDEX IF NOT EXISTS usage_events_card ON usage_events (card_id) WHERE card_id IS NOT NULL;
-"""
+    echo_seq INTEGER)""",
+    "CREATE INDEX IF NOT EXISTS usage_events_ticket ON usage_events (ticket_id) WHERE ticket_id IS NOT NULL",
+    "CREATE INDEX IF NOT EXISTS usage_events_card ON usage_events (card_id) WHERE card_id IS NOT NULL",
+    lambda conn: Store._backfill(conn),  # the events still waiting for the hub keep counting here
+)
+_V4 = (  # outbox rows this code cannot send, moved aside with the reason (never deleted)
+    """CREATE TABLE IF NOT EXISTS set_aside (
+    event_id TEXT PRIMARY KEY, seq INTEGER NOT NULL, event TEXT NOT NULL, reason TEXT NOT NULL, at REAL NOT NULL)""",
+)
+
+
+def _detect(conn: sqlite3.Connection) -> int:
+    """The version of a gate.db from before versioning (``user_version`` 0), by its tables and columns."""
+    found = tables(conn)
+    if not {"meta", "entries", "journal", "outbox"} <= found:
+        raise UnknownStoreLayout(f"gate.db with tables {sorted(found)[:20]} was not made by any gate release")
+    if "usage_events" in found and "usage" in columns(conn, "entries"):
+        return 3
+    if {"cards", "card_usage"} <= found:
+        return 2
+    return 1
+
+
+SCHEMA = StoreSchema("gate.db", (_V1, _V2, _V3, _V4), _detect)
 _INSERT_ENTRY = "INSERT OR REPLACE INTO entries VALUES (?, ?, ?, ?, ?, ?, ?)"
 _INSERT_CARD = "INSERT OR REPLACE INTO cards VALUES (?, ?, ?)"
 _INSERT_USAGE = "INSERT OR IGNORE INTO usage_events VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)"
 _UNECHOED = "(echo_seq IS NULL OR echo_seq > ?)"
+log = logging.getLogger(__name__)
 CARD_EVENTS_KEPT_S = 2 * 86400  # echoed card events stay this long: the card's last entry, for cool-downs
 
 
@@ -78,11 +120,26 @@ def _entry_row(e: WhitelistEntry) -> tuple[int, int, int, int, int, int, str | N
             json.dumps(usage, separators=(",", ":")) if usage else None)
 
 
-def _migrate(conn: sqlite3.Connection) -> None:
-    """Columns added after the first release (a gate.db from then opens unchanged otherwise)."""
-    columns = {row[1] for row in conn.execute("PRAGMA table_info(entries)")}
-    if "usage" not in columns:
-        conn.execute("ALTER TABLE entries ADD COLUMN usage TEXT")
+def _readable(body: object, device_id: str | None) -> tuple[CheckinEvent | None, str]:
+    """(the event, "") if the outbox row ``body`` can be sent by ``device_id``, else (None, why): a reason
+    naming the field and the rule, never the row's values (an unreadable scan may hold a ticket token)."""
+    if not isinstance(body, str | bytes):
+        return None, f"not text ({type(body).__name__})"
+    try:
+        event = CheckinEvent.model_validate_json(body)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False, include_input=False, include_context=False)
+        first = errors[0]
+        if first["type"] == "json_invalid":
+            return None, "not JSON"
+        where = ".".join(str(p) for p in first["loc"])[:64] or "event"
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        return None, f"unreadable by this release: {where}: {first['msg']}"[:180] + more
+    except ValueError:
+        return None, "not JSON"
+    if device_id is not None and event.device_id != device_id:
+        return None, f"queued under device {event.device_id}, this device is {device_id}"
+    return event, ""
 
 
 def _card_row(c: CardEntry) -> tuple[str, int, str]:
@@ -105,6 +162,7 @@ class Store:
         self._load_meta()
         row = self._db.execute("SELECT MAX(seq) FROM journal").fetchone()
         self._next_seq = 0 if row[0] is None else int(row[0]) + 1
+        self._restored = False  # set-aside rows readable again are put back once, on the first pending()
 
     @classmethod
     def open(cls, data_dir: Path) -> Store:
@@ -115,26 +173,24 @@ class Store:
         private_sqlite(data_dir / "gate.db")  # the -wal/-shm files WAL mode just made
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA busy_timeout=5000")
-        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        conn.executescript(_SCHEMA)
-        _migrate(conn)
-        if "journal" in tables and "usage_events" not in tables:
-            cls._backfill(conn)
-        return cls(conn)
+        try:
+            migrate(conn, SCHEMA, data_dir / "gate.db")  # one transaction; StoreTooNew: a newer release's
+            return cls(conn)
+        except BaseException:
+            conn.close()
+            raise
 
     @classmethod
     def _backfill(cls, conn: sqlite3.Connection) -> None:
-        """A gate.db from before usage events: its events still waiting for the hub keep counting here."""
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            for (body,) in conn.execute("SELECT event FROM outbox ORDER BY seq").fetchall():
+        """Migration to version 3 (inside its transaction): the events still waiting for the hub keep
+        counting here. A row this code cannot read is left to :meth:`pending`, which sets it aside."""
+        for (body,) in conn.execute("SELECT event FROM outbox ORDER BY seq").fetchall():
+            try:
                 row = cls._usage_row(conn, CheckinEvent.model_validate_json(body))
-                if row is not None:
-                    conn.execute(_INSERT_USAGE, row)
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+            except ValueError:  # pydantic's ValidationError is one
+                continue
+            if row is not None:
+                conn.execute(_INSERT_USAGE, row)
 
     def close(self) -> None:
         self._db.close()
@@ -161,7 +217,13 @@ class Store:
         meta = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
         self.group_id = int(meta["group_id"]) if "group_id" in meta else None
         self.whitelist_seq = int(meta.get("seq", -1))
-        self.rules = GroupRules.from_wire(json.loads(meta["rules"])) if "rules" in meta else None
+        self.rules = None
+        if "rules" in meta:
+            try:
+                self.rules = GroupRules.from_wire(json.loads(meta["rules"]))
+            except (ProtocolError, ValueError) as exc:  # a newer release's rules (a rollback): not installed,
+                log.error("stored check-in rules unreadable by this release (%s): asking the hub for a snapshot",
+                          str(exc)[:120])  # so the link asks for a snapshot instead of the gate not starting
 
     @property
     def installed(self) -> bool:
@@ -328,9 +390,59 @@ class Store:
 
     # ---- outbox ------------------------------------------------------------------------------
 
-    def pending(self, limit: int) -> list[CheckinEvent]:
-        rows = self._db.execute("SELECT event FROM outbox ORDER BY seq LIMIT ?", (limit,)).fetchall()
-        return [CheckinEvent.model_validate_json(r[0]) for r in rows]
+    def pending(self, limit: int, device_id: str | None = None) -> list[CheckinEvent]:
+        """Up to ``limit`` events waiting for the hub, in seq order; never raises on a row.
+
+        A row this code cannot read, or queued under another device id than ``device_id`` (the running
+        one), is moved to ``set_aside`` (logged once at ERROR, counted in :meth:`set_aside_count`) and the
+        rows behind it are returned in its place. The first call with a ``device_id`` first puts back the
+        set-aside rows that are readable now (an upgrade to the release that wrote them)."""
+        if device_id is not None and not self._restored:
+            self._restored = True
+            self._restore_set_aside(device_id)
+        events: list[CheckinEvent] = []
+        after = -(2**63)
+        while len(events) < limit:
+            rows = self._db.execute("SELECT seq, event_id, event FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?",
+                                    (after, limit - len(events))).fetchall()
+            if not rows:
+                break
+            for seq, event_id, body in rows:
+                event, why = _readable(body, device_id)
+                if event is None:
+                    self._set_aside(seq, event_id, body, why)
+                else:
+                    events.append(event)
+            after = rows[-1][0]
+        return events
+
+    def _set_aside(self, seq: int, event_id: object, body: object, reason: str) -> None:
+        with self._transaction() as db:
+            db.execute("INSERT OR REPLACE INTO set_aside VALUES (?, ?, ?, ?, ?)",
+                       (event_id, seq, body, reason, time.time()))
+            db.execute("DELETE FROM outbox WHERE seq = ?", (seq,))
+        log.error("outbox event %s (seq %s) set aside, not sent to the hub: %s; the events behind it are sent",
+                  str(event_id)[:64], seq, reason)
+
+    def _restore_set_aside(self, device_id: str) -> None:
+        rows = self._db.execute("SELECT event_id, seq, event FROM set_aside ORDER BY seq").fetchall()
+        for event_id, seq, body in rows:
+            if _readable(body, device_id)[0] is None:
+                continue
+            with self._transaction() as db:
+                if db.execute("INSERT OR IGNORE INTO outbox VALUES (?, ?, ?)", (seq, event_id, body)).rowcount == 1:
+                    db.execute("DELETE FROM set_aside WHERE event_id = ?", (event_id,))
+                    log.warning("set-aside outbox event %s (seq %s) is readable now: queued for the hub again",
+                                str(event_id)[:64], seq)
+
+    def set_aside_count(self) -> int:
+        """Outbox rows set aside (never sent): reported in every heartbeat, health ``outbox: error``."""
+        return int(self._db.execute("SELECT COUNT(*) FROM set_aside").fetchone()[0])
+
+    def set_aside_rows(self) -> list[dict[str, Any]]:
+        """``event_id``, ``seq``, ``reason``, ``at`` of every set-aside row, by seq (not the event itself)."""
+        cur = self._db.execute("SELECT event_id, seq, reason, at FROM set_aside ORDER BY seq")
+        return [dict(zip(("event_id", "seq", "reason", "at"), row, strict=True)) for row in cur.fetchall()]
 
     def outbox_count(self) -> int:
         return int(self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])

@@ -43,6 +43,7 @@ from typing import Any, Literal, Protocol, TextIO
 from gpiozero import DigitalInputDevice, DigitalOutputDevice, GPIOZeroError
 
 from confkit.aio import within
+from confkit.supervise import watch
 from gate_agent import GateError
 from gate_agent.actuator import LoggingActuator
 from gate_agent.config import TurnstileConfig
@@ -52,7 +53,7 @@ from protocol.reasons import Reason
 
 log = logging.getLogger(__name__)
 
-Health = Literal["ok", "error"]
+Health = Literal["ok", "error", "failed"]
 Direction = Literal["entry", "exit"]
 
 
@@ -153,7 +154,7 @@ class GpioTurnstile:
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         """Run a helper task that :meth:`aclose` cancels."""
-        task = asyncio.get_running_loop().create_task(coro)
+        task = watch(asyncio.get_running_loop().create_task(coro), self.device_id)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -163,7 +164,7 @@ class GpioTurnstile:
         self.exit_sensor.when_activated = functools.partial(self._edge, "exit")
         if self.cfg.exit_free:
             self._set(self.exit_relay, True, "exit relay")
-        self._worker = asyncio.create_task(self._serve(), name="turnstile")
+        self._worker = watch(asyncio.create_task(self._serve(), name="turnstile"), self.device_id)
         log.info("turnstile ready (%s mode, %.1f s per passage)", self.cfg.relay_mode, self.cfg.passage_timeout)
 
     async def aclose(self) -> None:
@@ -175,16 +176,17 @@ class GpioTurnstile:
         self.exit_sensor.when_activated = None
         if self._worker is not None:
             self._worker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._worker
+            await asyncio.wait([self._worker])  # one that died (logged) must not stop the locking below
             self._worker = None
         while not self._queue.empty():
             event = self._queue.get_nowait()
             self._settle(event, max(1, event.persons), 0)
             self._queue.task_done()
-        for task in [*self._tasks, *self._flashes.values()]:
+        helpers = [*self._tasks, *self._flashes.values()]
+        for task in helpers:
             task.cancel()
-        await asyncio.gather(*self._tasks, *self._flashes.values(), return_exceptions=True)
+        if helpers:
+            await asyncio.wait(helpers)  # watched: a failure is logged with its traceback, never swallowed
         for name, device in (("entry relay", self.entry_relay), ("exit relay", self.exit_relay),
                              ("green lamp", self.green_lamp), ("red lamp", self.red_lamp), ("buzzer", self.buzzer)):
             self._set(device, False, name)
@@ -198,7 +200,11 @@ class GpioTurnstile:
         await self.aclose()
 
     def health(self) -> Health:
-        """``"error"`` while the last write to any relay, lamp or buzzer failed, else ``"ok"``."""
+        """``"failed"`` if the release worker died (logged with its traceback), ``"error"`` while the last write
+        to any relay, lamp or buzzer failed, else ``"ok"``."""
+        worker = self._worker
+        if worker is not None and worker.done() and not worker.cancelled():
+            return "failed"
         return "error" if self._failed else "ok"
 
     async def idle(self) -> None:
@@ -327,8 +333,7 @@ class GpioTurnstile:
         self.emergency = True
         if self._worker is not None:
             self._worker.cancel()  # its release locks and annuls what was not passed...
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._worker
+            await asyncio.wait([self._worker])
         while not self._queue.empty():
             event = self._queue.get_nowait()
             self._settle(event, max(1, event.persons), 0)
@@ -353,7 +358,7 @@ class GpioTurnstile:
             self._set(device, False, name)  # off() also stops a blink
         self._set(self.exit_relay, self.cfg.exit_free, "exit relay")
         if self._loop is not None and (self._worker is None or self._worker.done()):
-            self._worker = asyncio.create_task(self._serve(), name="turnstile")
+            self._worker = watch(asyncio.create_task(self._serve(), name="turnstile"), self.device_id)
         self._say("紧急状态解除，恢复检票 / emergency cleared: locked, checking resumes")
 
     def set_alarm_pattern(self, beep_on_ms: int, beep_off_ms: int, blink_ms: int) -> None:
@@ -392,7 +397,8 @@ class GpioTurnstile:
         if previous is not None:
             previous.cancel()
         if ms > 0 and self._set(device, True, name):
-            self._flashes[name] = asyncio.get_running_loop().create_task(self._off_after(device, ms / 1000, name))
+            off = asyncio.get_running_loop().create_task(self._off_after(device, ms / 1000, name))
+            self._flashes[name] = watch(off, self.device_id)
 
     async def _off_after(self, device: Any, seconds: float, name: str) -> None:
         await asyncio.sleep(seconds)

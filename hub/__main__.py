@@ -18,6 +18,8 @@ from pathlib import Path
 
 import uvicorn
 
+from confkit.logs import redactor
+from confkit.service import service_notifier
 from hub.config import Settings, load_settings
 from hub.errors import ConfigError, HubError
 from hub.logs import setup_logging
@@ -32,6 +34,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--config", type=Path, default=None, help="TOML config file (env HUB__* overrides it)")
     p.add_argument("--validate-config", action="store_true", help="check the config and exit")
     p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ...")
+    p.add_argument("--log-target", choices=("auto", "journal", "stderr"), default=None,
+                   help="journal: journald with structured fields; auto (default, env VENUE_LOG_TARGET): the journal "
+                        "when systemd connected stderr to it")
     sub = p.add_subparsers(dest="command")
     cu = sub.add_parser("create-user", help="create a user; the password is read from stdin")
     cu.add_argument("name")
@@ -55,6 +60,13 @@ async def _serve(settings: Settings) -> None:
                             timeout_graceful_shutdown=2)
     server = uvicorn.Server(config)
     serving = asyncio.create_task(server.serve())
+    # systemd READY=1 once HTTP listens: uvicorn sets `started` after the lifespan startup (database migrated and
+    # open, keys loaded) and the bind, before which it serves nothing; STOPPING=1 when it begins to shut down
+    service_notifier().ready_when(
+        {"http listening": lambda: server.started},
+        lambda: f"{http.scheme.upper()} on {http.host}:{http.port}, MQTT bridge "
+                f"{'connected' if app.state.bridge.connected.is_set() else 'connecting'}",
+        stopping=lambda: server.should_exit)
     while not server.started and not serving.done():  # noqa: ASYNC110 - uvicorn exposes a flag only
         await asyncio.sleep(0.05)
     if server.started:
@@ -96,12 +108,13 @@ def _export_keys(settings: Settings, out: Path | None) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    setup_logging(getattr(logging, str(args.log_level).upper(), logging.INFO))
+    setup_logging(getattr(logging, str(args.log_level).upper(), logging.INFO), args.log_target)
     try:
         settings = load_settings(args.config)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    redactor().add(settings)  # its passwords (admin, broker admin, ...) never reach a log
     if args.validate_config:
         print("config ok")
         return 0
@@ -114,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
             # The standard event loop, not uvloop: under uvloop a broker restart can leave paho's socket
             # registered on a closed poll handle ("UVPoll closed"), the disconnect is never noticed and the
             # bridge stops publishing for good (seen in tests/test_e2e_rules.py under load).
-            asyncio.run(_serve(settings))
+            asyncio.run(service_notifier().serving(_serve(settings)))  # + the systemd watchdog on this loop
     except HubError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

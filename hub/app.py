@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 from collections.abc import AsyncIterator
@@ -14,6 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from confkit.supervise import Supervisor
 from hub.api import (
     routes_admin,
     routes_cards,
@@ -22,6 +22,7 @@ from hub.api import (
     routes_console,
     routes_emergency,
     routes_kiosk,
+    routes_metrics,
     routes_provisioning,
     routes_rules,
 )
@@ -72,15 +73,16 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
                         devices=settings.devices)
     ctx.publish = bridge.publish_threadsafe
     app.state.ctx, app.state.bridge = ctx, bridge
-    task = asyncio.create_task(bridge.run(), name="mqtt-bridge")
-    checkpoints = asyncio.create_task(_checkpoint_loop(ctx), name="wal-checkpoint")
+    ctx.metrics.watch(ctx, bridge.ingest_queue)  # GET /metrics: devices, whitelist seqs, emergency, queue
+    # a background task that dies (the bridge: any of its loops raised) is logged with its traceback, "failed" in
+    # GET /api/v1/health and restarted with backoff, while HTTP keeps serving
+    app.state.tasks = tasks = Supervisor("hub")
     try:
-        yield
+        async with tasks:
+            tasks.spawn("mqtt-bridge", bridge.run, backoff_max=10.0)
+            tasks.spawn("wal-checkpoint", lambda: _checkpoint_loop(ctx))
+            yield
     finally:
-        for t in (task, checkpoints):
-            t.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await t
         ctx.db.dispose()
         log.info("hub stopped")
 
@@ -138,4 +140,5 @@ def create_app(settings: Settings) -> FastAPI:
         app.include_router(module.router, prefix=API_PREFIX)
     app.state.kiosk = routes_kiosk.make_desk(settings)  # rate limits and the SMS gateway
     app.include_router(routes_console.router)  # GET /console: the staff web console
+    app.include_router(routes_metrics.router)  # GET /metrics: Prometheus (hub/metrics.py)
     return app

@@ -62,6 +62,10 @@ class MqttBridge:
             "events": self._on_events, "status": self._on_status, "sync": self._on_sync,
             "emergency": self.emergency.on_state, "print_result": self._on_print_result}
 
+    def ingest_queue(self) -> int:
+        """Event batches received and not yet taken by the writer (``venue_hub_ingest_queue``)."""
+        return self._batches.qsize()
+
     # -- publishing -----------------------------------------------------------------------------
     def publish_threadsafe(self, topic: str, payload: bytes) -> None:
         """Queue a QoS 1 publish; callable from any thread (services run in worker threads)."""

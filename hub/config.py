@@ -126,12 +126,28 @@ class DeviceSettings(_Section):
         False, description="believe devices that are not in the registry (enrolled or registered through POST "
                            "/api/v1/provisioning/devices): their unsigned batches, the group and channel their "
                            "messages name. For a bench or a throwaway demo only; never at a venue")
+    accept_unsigned_until: float | None = Field(
+        None, ge=0, le=4102444800, allow_inf_nan=False,
+        description="a rolling upgrade: until this unix time, a REGISTERED device's unsigned event batches and "
+                    "emergency states (sent by the previous release, which did not sign) are accepted, still "
+                    "in its registered group and channel, each logged as a security event; an unsigned fire "
+                    "report never opens other gates. Unset (the default): unsigned is refused")
     registry_refresh: float = Field(2.0, gt=0, le=300, description="seconds the bridge keeps its copy of the "
                                                                     "registry before reading it again")
     security_log_interval: float = Field(60.0, ge=0, le=86400,
                                          description="the same security event of one device (say, a gate that "
                                                      "keeps re-sending a refused batch) is stored and logged at "
                                                      "most once per this many seconds")
+
+
+class MetricsSettings(_Section):
+    """``GET /metrics`` (Prometheus text format, docs/operations.md): counts and states, no personal data, but
+    they show how the venue runs. Open by default on the API's address (keep it on the loopback or the LAN);
+    set ``token`` for Prometheus to send as ``Authorization: Bearer <token>``."""
+
+    enabled: bool = Field(True, description="serve GET /metrics on the HTTP API")
+    token: SecretStr = Field(SecretStr(""), description="bearer token a scrape must send; empty: no token asked "
+                                                        "(use HUB__METRICS__TOKEN rather than the file)")
 
 
 class SmsSettings(_Section):
@@ -171,6 +187,7 @@ class Settings(BaseSettings):
     sync: SyncSettings = Field(default_factory=SyncSettings, description="per-device whitelist sync rate limits")
     devices: DeviceSettings = Field(default_factory=DeviceSettings,
                                     description="what the hub believes of devices: the registry, security events")
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings, description="Prometheus metrics (GET /metrics)")
 
     @model_validator(mode="after")
     def _distinct_key_ids(self) -> Settings:

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ValidationError
 from hub.config import DeviceSettings
 from hub.services.context import HubContext, Outgoing
 from hub.services.registry import CHECKIN_KINDS, Registered, RegistryCache, SecurityLog
-from protocol.device_signed import KIND_EMERGENCY_STATE, KIND_EVENTS, is_device_signed, open_device, peek_body
+from protocol.device_signed import KIND_EMERGENCY_STATE, KIND_EVENTS, is_device_signed, peek_body, verified_body
 from protocol.emergency import EmergencyState
 from protocol.envelope import seal
 from protocol.errors import MalformedError, SignatureError
@@ -38,10 +38,12 @@ M = TypeVar("M", bound=BaseModel)
 
 
 def _parse(model: type[M], body: Any, data: bytes) -> M:
-    """The verified body (or, from an accepted unregistered device, the raw JSON) as ``model``; a
+    """The verified body bytes (or a peeked dict, or with None the raw unsigned JSON) as ``model``; a
     MalformedError names the first bad field."""
     try:
-        return model.model_validate(body) if body is not None else model.model_validate_json(data)
+        if body is None:
+            return model.model_validate_json(data)
+        return model.model_validate_json(body) if isinstance(body, bytes) else model.model_validate(body)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first.get("loc", ())) or "payload"
@@ -78,12 +80,19 @@ class DeviceTrust:
         return reg
 
     async def _open(self, device_id: str, reg: Registered | None, kind: str, data: bytes, what: str) -> Any:
+        """The verified body; None for an unsigned message that is accepted (parse the raw JSON)."""
         if reg is None:  # an unregistered device, accepted: nothing to verify with
             return peek_body(data) if is_device_signed(data) else None
         if not is_device_signed(data):
+            until = self.settings.accept_unsigned_until
+            if until is not None and self.ctx.clock() < until:
+                await self.security.report(device_id, "unsigned_accepted",
+                                           f"{what} not signed (a device of the previous release), accepted "
+                                           f"until devices.accept_unsigned_until; upgrade it")
+                return None
             raise await self._refuse(device_id, "unsigned", f"{what} is not signed with the device's key")
         try:
-            return open_device(data, kind, device_id, reg.key)
+            return verified_body(data, kind, device_id, reg.key)
         except SignatureError as exc:
             raise await self._refuse(device_id, "bad_signature", f"{what}: {exc}") from exc
 
@@ -162,7 +171,7 @@ class DeviceTrust:
         state = _parse(EmergencyState, body, data)
         if state.device_id != device_id:
             raise await self._refuse(device_id, "foreign_device", f"emergency state names {state.device_id}")
-        trusted_fire = reg is not None and reg.fire_input
+        trusted_fire = reg is not None and reg.fire_input and body is not None  # signed and verified
         if state.cause == "fire" and state.state == "open" and not trusted_fire:
             await self.security.report(device_id, "fire_not_spread",
                                        "reports its local fire alarm but is not registered with a fire input: "

@@ -126,8 +126,8 @@ tickets = Table(
     Column("ticket_type_id", Integer, ForeignKey("ticket_types.id"), nullable=False),
     Column("persons", Integer, nullable=False, default=1),
     Column("holder_name", String(200), nullable=False),
-    Column("holder_phone", String(40)),
-    Column("holder_id_number", String(40)),
+    Column("holder_phone", String(40), index=True),  # collection by phone / ID card (migration 0006)
+    Column("holder_id_number", String(40), index=True),
     Column("status", String(16), nullable=False, default="valid"),  # valid, refunded, void
     Column("status_reason", String(200)),
     Column("status_at", Float),  # when it was refunded or voided (an offline admission before that is fine)
@@ -235,6 +235,7 @@ devices = Table(
     Column("heard_at", Float),  # hub clock of the newest status (liveness is judged on it)
     Column("config_version", Integer),  # the hub-assigned config version the device reports in force
     Column("printer", JSON),  # a printer's newest protocol.printing.PrinterCondition
+    Column("set_aside", Integer),  # outbox rows the device set aside, unsendable (None: none, or too old to say)
 )
 
 emergency_commands = Table(  # every emergency command the hub issued; the newest is the current state

@@ -9,13 +9,10 @@ the page turns into a screen, not a fault.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -23,11 +20,14 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
 
+from confkit.mqtt import ConnectionStats
+from confkit.supervise import Supervisor
 from kiosk_agent import __version__
 from kiosk_agent.config import KioskConfig
 from kiosk_agent.heartbeat import heartbeat
 from kiosk_agent.hub_client import HubClient
 from kiosk_agent.idreader import IdReader
+from kiosk_agent.metrics import KioskMetrics
 from kiosk_agent.service import KioskService, Result
 
 log = logging.getLogger(__name__)
@@ -118,37 +118,39 @@ def create_app(cfg: KioskConfig) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with HubClient(cfg.hub.url, cfg.hub.username, cfg.hub.password, timeout=cfg.hub.timeout_s) as hub:
+        # a background task that dies is logged, "failed" in the heartbeat's health, and restarted with backoff
+        async with (HubClient(cfg.hub.url, cfg.hub.username, cfg.hub.password, timeout=cfg.hub.timeout_s) as hub,
+                    Supervisor(cfg.device_id) as tasks):
             service = KioskService(hub, cfg.printer_id)
             app.state.service = service
-            tasks: list[asyncio.Task[Any]] = [asyncio.create_task(service.poll_printer(cfg.printer_poll_s))]
+            app.state.tasks = tasks
+            tasks.spawn("printer_poll", lambda: service.poll_printer(cfg.printer_poll_s))
             app.state.reader = None
             if cfg.id_reader.enabled:
                 reader = IdReader(cfg.id_reader.url, service.on_read, baudrate=cfg.id_reader.baudrate,
                                   reopen_delay=cfg.id_reader.reopen_s)
                 app.state.reader = reader
-                tasks.append(asyncio.create_task(reader.run()))
+                tasks.spawn("id_reader", reader.run)
+            reader_now = app.state.reader
+
+            def health() -> dict[str, str]:
+                parts = {"hub": "ok" if service.printer.network else "error",
+                         "printer": "ok" if service.printer.in_service else "error"}
+                if reader_now is not None:
+                    parts["id_reader"] = reader_now.health()
+                return {**parts, **tasks.failed()}
+
+            stats = ConnectionStats()  # the heartbeat's broker connections, for the metrics
             if cfg.heartbeat:
-                reader_now = app.state.reader
-
-                def health() -> dict[str, str]:
-                    parts = {"hub": "ok" if service.printer.network else "error",
-                             "printer": "ok" if service.printer.in_service else "error"}
-                    if reader_now is not None:
-                        parts["id_reader"] = reader_now.health()
-                    return parts
-
-                tasks.append(asyncio.create_task(heartbeat(cfg.device_id, cfg.mqtt, health, cfg.status_interval)))
+                tasks.spawn("heartbeat", lambda: heartbeat(cfg.device_id, cfg.mqtt, health, cfg.status_interval, stats))
+            metrics = KioskMetrics.start(cfg, service, health, stats)  # [metrics] port; None: 0
             log.info("kiosk %s ready (version %s) on http://%s:%d, printer %s", cfg.device_id, __version__,
                      cfg.ui.host, cfg.ui.port, cfg.printer_id)
             try:
                 yield
             finally:
-                for task in tasks:
-                    task.cancel()
-                for task in tasks:
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await task
+                if metrics is not None:
+                    await metrics.aclose()
 
     app = FastAPI(title="Kiosk agent", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.config = cfg

@@ -18,6 +18,7 @@ from pydantic_settings import (
 )
 
 from confkit import MqttConfig, TomlEnvSettings, load
+from confkit.metrics import PORT_DOC, MetricsConfig
 from kiosk_agent import ConfigError
 
 
@@ -48,6 +49,10 @@ class UiConfig(_Section):
                                   description="seconds without a touch before the UI returns to the start screen")
 
 
+class KioskMetricsConfig(MetricsConfig):
+    port: int = Field(9102, ge=0, le=65535, description=PORT_DOC)
+
+
 class KioskConfig(TomlEnvSettings):
     """Configuration of one kiosk agent."""
 
@@ -65,6 +70,8 @@ class KioskConfig(TomlEnvSettings):
     heartbeat: bool = Field(False, description="report the kiosk's status and health over MQTT ([mqtt])")
     status_interval: float = Field(10.0, gt=0, description="seconds between heartbeat status messages")
     mqtt: MqttConfig = Field(default_factory=MqttConfig, description="MQTT connection for the heartbeat")
+    metrics: KioskMetricsConfig = Field(default_factory=KioskMetricsConfig,
+                                        description="Prometheus metrics endpoint (docs/operations.md)")
 
 
 def load_config(path: Path | None, **overrides: Any) -> KioskConfig:

@@ -15,7 +15,7 @@ from collections.abc import Callable
 import aiomqtt
 
 from confkit import MqttConfig
-from confkit.mqtt import BrokerLink
+from confkit.mqtt import BrokerLink, ConnectionStats
 from kiosk_agent import __version__
 from protocol.messages import GateStatus, dump_message
 from protocol.topics import Topics
@@ -30,8 +30,10 @@ def status(device_id: str, state: str, health: dict[str, str] | None, interval: 
                                    version=__version__, health=health, interval=interval))
 
 
-async def heartbeat(device_id: str, mqtt: MqttConfig, health: Health, interval: float = 10.0) -> None:
-    """Publish the kiosk's status forever (cancel the task to stop)."""
+async def heartbeat(device_id: str, mqtt: MqttConfig, health: Health, interval: float = 10.0,
+                    stats: ConnectionStats | None = None) -> None:
+    """Publish the kiosk's status forever (cancel the task to stop); ``stats``: its connections (metrics)."""
+    stats = stats if stats is not None else ConnectionStats()
     topic = Topics(mqtt.prefix).status(device_id)
     will = aiomqtt.Will(topic, status(device_id, "offline", None, interval), qos=1, retain=True)
     delay = 0.5
@@ -39,11 +41,13 @@ async def heartbeat(device_id: str, mqtt: MqttConfig, health: Health, interval: 
         try:
             async with BrokerLink.from_config(device_id, mqtt, interval).client(f"kiosk-{device_id}", will) as client:
                 delay = 0.5
+                stats.up()
                 log.info("kiosk heartbeat connected to %s:%s", mqtt.host, mqtt.port)
                 while True:
                     await client.publish(topic, status(device_id, "online", health(), interval), qos=1, retain=True)
                     await asyncio.sleep(interval)
         except aiomqtt.MqttError as exc:
+            stats.down()
             log.warning("kiosk heartbeat: broker unreachable (%s); retrying in %.1f s", exc, delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)

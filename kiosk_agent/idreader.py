@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 import serial
 import serial_asyncio_fast
 
+from confkit.reopen import HealthCell, reopen_loop
 from kiosk_agent.idcard import BadRead, FrameParser, IdCard
 
 log = logging.getLogger(__name__)
@@ -32,11 +33,12 @@ class IdReader:
         self.baudrate = baudrate
         self.on_read = on_read
         self.reopen_delay = reopen_delay
-        self.connected = asyncio.Event()
+        self._health = HealthCell()
+        self.connected = self._health.connected  # set while the port is open
 
     def health(self) -> str:
         """"ok" while the port is open and being read, "missing" while it is being reopened."""
-        return "ok" if self.connected.is_set() else "missing"
+        return self._health()
 
     async def _pump(self, reader: asyncio.StreamReader) -> None:
         parser = FrameParser()
@@ -54,28 +56,17 @@ class IdReader:
                 except Exception:
                     log.exception("id-card handler failed; reading on")
 
+    async def _open(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        return await serial_asyncio_fast.open_serial_connection(url=self.url, baudrate=self.baudrate)
+
+    async def _read(self, session: tuple[asyncio.StreamReader, asyncio.StreamWriter]) -> None:
+        await self._pump(session[0])
+
     async def run(self) -> None:
-        """Read forever; reopen every ``reopen_delay`` seconds while the port is gone."""
-        failing = False
-        while True:
-            try:
-                reader, writer = await serial_asyncio_fast.open_serial_connection(url=self.url,
-                                                                                  baudrate=self.baudrate)
-            except (OSError, serial.SerialException) as exc:
-                if not failing:
-                    log.warning("id reader %s cannot be opened (%s); retrying every %.1f s",
-                                self.url, exc, self.reopen_delay)
-                failing = True
-                await asyncio.sleep(self.reopen_delay)
-                continue
-            failing = False
-            log.info("id reader %s open", self.url)
-            self.connected.set()
-            try:
-                await self._pump(reader)
-            except (OSError, EOFError, serial.SerialException) as exc:
-                log.warning("id reader %s lost (%s)", self.url, exc)
-            finally:
-                self.connected.clear()
-                writer.close()
-            await asyncio.sleep(self.reopen_delay)
+        """Read forever; reopen every ``reopen_delay`` seconds while the port is gone (:mod:`confkit.reopen`)."""
+        try:
+            await reopen_loop(f"id reader {self.url}", self._open, self._read, self._health,
+                              retry=self.reopen_delay, lost=(OSError, EOFError, serial.SerialException),
+                              close=lambda session: session[1].close(), log=log)
+        finally:
+            self._health.set("missing")  # stopped: not reading

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,6 +48,9 @@ class KioskService:
         self._lookup_token: str | None = None
         self._read_seq = 0
         self._last_read: IdCard | BadRead | None = None
+        # (what, outcome) -> how many: ("lookup" | "collect", "ok" or the error code); "tickets": tickets
+        # sent to the printer. Read by the kiosk's metrics (kiosk_agent.metrics).
+        self.counts: Counter[tuple[str, str]] = Counter()
 
     # ---- the printer and the hub's reachability -------------------------------------------------
     async def check_printer(self) -> None:
@@ -91,6 +95,7 @@ class KioskService:
     async def _lookup(self, coro: Any) -> Result:
         self._lookup_token = None
         result = await self._call(coro)
+        self.counts["lookup", "ok" if result.get("ok", True) else str(result.get("error"))] += 1
         if not result.get("ok", True):
             return result
         self._lookup_token = result.get("lookup_token")
@@ -125,13 +130,19 @@ class KioskService:
     # ---- collection and printing -----------------------------------------------------------------
     async def collect(self, ticket_ids: list[int]) -> Result:
         if not self.printer.in_service:
+            self.counts["collect", "out_of_service"] += 1
             return {"ok": False, "error": "out_of_service", "reason": self.printer.reason}
         if self._lookup_token is None:
+            self.counts["collect", "expired"] += 1
             return {"ok": False, "error": "expired"}
         result = await self._call(self.hub.collect(self._lookup_token, ticket_ids, self.printer_id))
         if result.get("ok") is False:
+            self.counts["collect", str(result.get("error"))] += 1
             return result
-        return {"ok": True, "jobs": result.get("jobs", [])}
+        jobs = result.get("jobs", [])
+        self.counts["collect", "ok"] += 1
+        self.counts["tickets", "printing"] += len(jobs)
+        return {"ok": True, "jobs": jobs}
 
     async def job(self, job_id: str) -> Result:
         result = await self._call(self.hub.job(job_id))

@@ -2,6 +2,11 @@
 
 ``python -m printer_agent preview --template ticket --field performance_name=茶馆 --token T --out t.png``
 draws a ticket face without a printer; ``--escpos out.bin`` also writes the ESC/POS bytes.
+
+``--bootstrap bootstrap.toml``: a provisioned printer. It enrolls first (kind ``printer``) if it has no
+identity yet (:mod:`confkit.enrolment`), then runs with the identity's device id, broker login and hub
+keys; the config file gives only the local settings (printer, data_dir, templates...). Exit code 75 means
+"restart me" (the hub's ``restart`` command); 3: enrollment rejected.
 """
 
 from __future__ import annotations
@@ -13,7 +18,10 @@ import sys
 from pathlib import Path
 
 from confkit.cli import EXIT_CONFIG, daemon_parser, load_or_report
-from gate_agent.logs import setup_logging
+from confkit.logs import redactor, setup_logging
+from confkit.service import service_notifier
+from confkit.storeschema import EXIT_STORE, StoreSchemaError
+from confkit.supervise import EXIT_SOFTWARE, TaskFailed
 from printer_agent import ConfigError, TemplateError
 from printer_agent.app import run_printer
 from printer_agent.config import load_config
@@ -59,19 +67,50 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["preview"]:
         return preview(argv[1:])
-    args = daemon_parser("venue-printer", "Ticket printer agent (ESC/POS over MQTT).").parse_args(argv)
+    parser = daemon_parser("venue-printer", "Ticket printer agent (ESC/POS over MQTT).")
+    parser.add_argument("--bootstrap", type=Path, default=None,
+                        help="bootstrap TOML of a provisioned printer: enroll if needed, then run on its identity")
+    args = parser.parse_args(argv)
     cfg = load_or_report(load_config, args.config, ConfigError)
     if cfg is None:
         return EXIT_CONFIG
     if args.validate_config:
         print(f"config ok: {args.config or '(defaults)'} printer {cfg.device_id} ({cfg.printer.kind})")
         return 0
-    setup_logging(cfg.device_id, logging.DEBUG if args.debug else logging.INFO)
+    setup_logging(cfg.device_id, logging.DEBUG if args.debug else logging.INFO, identifier="venue-printer",
+                  target=args.log_target, secrets=[cfg])
+    identity_dir = None
+    if args.bootstrap is not None:
+        from confkit.enrolment import Bootstrap, EnrollmentRejected, Identity, ProvisioningError, load_or_enroll
+        from printer_agent import __version__
+
+        try:
+            boot = Bootstrap.load(args.bootstrap)
+            redactor().add(boot)  # the claim password
+            if boot.kind != "printer":
+                logging.getLogger("printer_agent").error(
+                    "%s: kind %r: a printer enrols with kind = \"printer\"", args.bootstrap, boot.kind)
+                return 2
+            with service_notifier().extending_start("starting: enrolment (a new device waits for approval)"):
+                identity_dir = load_or_enroll(args.bootstrap, default_version=__version__)
+            redactor().add(Identity.load(identity_dir))  # the device's own broker password
+        except EnrollmentRejected as exc:
+            logging.getLogger("printer_agent").error("enrollment rejected by the hub: %s", exc.reason)
+            return 3
+        except ProvisioningError as exc:
+            logging.getLogger("printer_agent").error("%s", exc)
+            return 2
     try:
-        return asyncio.run(run_printer(cfg))
+        return asyncio.run(service_notifier().serving(run_printer(cfg, identity_dir=identity_dir)))
     except ConfigError as exc:
         logging.getLogger("printer_agent").error("%s", exc)
         return 2
+    except StoreSchemaError as exc:  # printer.db of a newer release (a rollback): refuse, never drop its data
+        logging.getLogger("printer_agent").critical("%s", exc)
+        return EXIT_STORE
+    except TaskFailed as exc:  # logged with its traceback already; the service manager restarts us
+        logging.getLogger("printer_agent").critical("%s: exiting with %d", exc, EXIT_SOFTWARE)
+        return EXIT_SOFTWARE
 
 
 if __name__ == "__main__":

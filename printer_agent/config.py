@@ -18,6 +18,7 @@ from pydantic_settings import (
 )
 
 from confkit import MqttConfig, TomlEnvSettings, load
+from confkit.metrics import PORT_DOC, MetricsConfig
 from printer_agent import ConfigError
 from printer_agent.template import TEMPLATE_DIR
 
@@ -44,6 +45,10 @@ class PrinterConfig(BaseModel):
                                "(DLE EOT); off for printers that do not answer")
 
 
+class PrinterMetricsConfig(MetricsConfig):
+    port: int = Field(9103, ge=0, le=65535, description=PORT_DOC)
+
+
 class PrinterAgentConfig(TomlEnvSettings):
     """Configuration of one ticket printer agent."""
 
@@ -58,6 +63,8 @@ class PrinterAgentConfig(TomlEnvSettings):
     poll_interval: float = Field(5.0, gt=0, description="seconds between printer status polls while idle")
     mqtt: MqttConfig = Field(default_factory=MqttConfig, description="MQTT connection")
     printer: PrinterConfig = Field(default_factory=PrinterConfig, description="the ESC/POS printer")
+    metrics: PrinterMetricsConfig = Field(default_factory=PrinterMetricsConfig,
+                                          description="Prometheus metrics endpoint (docs/operations.md)")
 
 
 def load_config(path: Path | None, **overrides: Any) -> PrinterAgentConfig:

@@ -3,6 +3,9 @@ print jobs in, results out (QoS 1).
 
 One explicit reconnect loop with capped backoff; every connect re-subscribes, re-announces the status
 and sends every result still unsent in the store. Jobs keep printing while the broker is away.
+
+An enrolled printer also serves the provisioning topics (:mod:`printer_agent.enrolled`): :meth:`PrinterLink.serve`
+/ :meth:`~PrinterLink.serve_keys` add a topic and its handler, as the gate's link does.
 """
 
 from __future__ import annotations
@@ -10,12 +13,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
 
 import aiomqtt
 
 from confkit.aio import wait_set
+from confkit.logs import truncate
 from confkit.mqtt import BrokerLink, MqttSession
-from gate_agent.logs import truncate
+from confkit.supervise import Supervisor
 from printer_agent import __version__
 from printer_agent.service import PrintService
 from protocol.messages import GateStatus, dump_message
@@ -35,75 +41,162 @@ class PrinterLink(MqttSession):
         self.service = service
         self._status_due = asyncio.Event()
         service.on_condition = self._status_due.set
+        self.tasks_health: Callable[[], dict[str, str]] | None = None  # the agent's failed tasks ({"print": "failed"})
+        self._session: Supervisor | None = None  # the connected session's tasks (results, heartbeat)
+        self.birth: int | None = None  # set by the provisioning agent; sent in every status
+        self.config_version: int | None = None
+        self._handlers: dict[str, Callable[[bytes], Awaitable[None]]] = {}  # provisioning topics
+        self._first: list[str] = []  # subscribed before the others (the hub key list)
+        self._relogin = False
+        self.suspects: dict[str, Callable[[], bool]] = {}  # part -> resolved(): "stale" in the health until true
+
+    def serve(self, topic: str, handler: Callable[[bytes], Awaitable[None]], *, first: bool = False) -> None:
+        """Subscribe ``topic`` (from the next connect on) and pass its messages to ``handler``; ``first``:
+        before every other topic (the hub key list, so retained messages signed by a new key verify)."""
+        self._handlers[topic] = handler
+        if first and topic not in self._first:
+            self._first.append(topic)
+
+    def serve_keys(self, topic: str, handler: Callable[[bytes], Awaitable[None]]) -> None:
+        """The hub key list, retained on ``topic``: subscribed first."""
+        self.serve(topic, handler, first=True)
+
+    async def publish(self, topic: str, payload: bytes) -> bool:
+        """Publish at QoS 1; False if not connected or it failed."""
+        client = self._client
+        if client is None:
+            return False
+        try:
+            await client.publish(topic, payload, qos=1, timeout=2)
+        except aiomqtt.MqttError as exc:
+            log.warning("could not publish on %s: %s", topic, exc)
+            return False
+        return True
+
+    def relogin(self, username: str, password: str) -> None:
+        """Use these broker credentials from now on: the session is closed and reopened with them."""
+        self.opt = replace(self.opt, username=username, password=password)
+        self._relogin = True
+
+    async def keys_changed(self) -> None:
+        """The trusted hub keys changed: get the retained provisioning messages again (they may verify now)."""
+        client = self._client
+        if client is None:
+            return
+        try:
+            for topic in self._handlers:
+                if topic not in self._first:
+                    await client.subscribe(topic, qos=1)  # the broker sends the retained message again
+        except aiomqtt.MqttError as exc:
+            log.debug("re-subscribe after a key change failed: %s", exc)
+        self._status_due.set()
+
+    def status_changed(self) -> None:
+        """Send the status now, not at the next heartbeat: a part's health changed."""
+        self._status_due.set()
 
     def _status(self, state: str) -> bytes:
         cond = self.service.condition
         healthy = cond.online and cond.paper != "out" and cond.cover != "open"
+        set_aside = self.service.store.set_aside_count()  # unreadable jobs / results (JobStore): ops must look
+        health = {"printer": "ok" if healthy else "error"} | ({"outbox": "error"} if set_aside else {})
+        health |= {part: "stale" for part, resolved in list(self.suspects.items()) if not resolved()}
+        for failed in (self.tasks_health, self._session.failed if self._session is not None else None):
+            health |= failed() if failed is not None else {}  # a task that died and is restarting: "failed"
         return dump_message(GateStatus(
             device_id=self.opt.device_id, state=state, at=time.time(), kind="printer", version=__version__,
             printer=cond.model_dump() if state == "online" else None,
-            health={"printer": "ok" if healthy else "error"} if state == "online" else None,
-            outbox=len(self.service.store.unsent_results()), interval=self.opt.status_interval))
+            health=health if state == "online" else None,
+            outbox=len(self.service.store.unsent_results()), interval=self.opt.status_interval,
+            set_aside=set_aside or None,  # absent when 0: an older hub parses the status
+            birth=self.birth, config_version=self.config_version))  # None unless enrolled
 
     def _client_for(self) -> aiomqtt.Client:
         will = aiomqtt.Will(self.topics.status(self.opt.device_id), self._status("offline"), qos=1, retain=True)
         return self.opt.client(f"printer-{self.opt.device_id}", will)
 
     async def _serve(self, client: aiomqtt.Client) -> None:
-        await client.subscribe(self.topics.print_job(self.opt.device_id), qos=1)
+        for topic in self._first:
+            await client.subscribe(topic, qos=1)
+        job_topic = self.topics.print_job(self.opt.device_id)
+        await client.subscribe(job_topic, qos=1)
+        for topic in self._handlers:
+            if topic not in self._first:
+                await client.subscribe(topic, qos=1)
         await client.publish(self.topics.status(self.opt.device_id), self._status("online"), qos=1, retain=True)
         self._client = client
         self.connected.set()
         log.info("MQTT connected to %s:%s", self.opt.host, self.opt.port)
-        tasks = [asyncio.create_task(self._send_results(client)), asyncio.create_task(self._heartbeat(client))]
-        try:
-            async for message in client.messages:
-                data = message.payload if isinstance(message.payload, bytes) else str(message.payload).encode()
-                try:
-                    result = self.service.accept(data)
-                    if result is not None:
-                        await self._publish_result(client, result)
-                except aiomqtt.MqttError:
-                    raise
-                except Exception:
-                    log.exception("print job handler failed", extra={"topic": str(message.topic),
-                                                                     "payload": truncate(data)})
+        try:  # a session task that dies is logged, "failed" in the status and restarted; a lost connection ends them
+            async with Supervisor(self.opt.device_id, on_change=self.status_changed) as session:
+                self._session = session
+                session.spawn("results", lambda: self._send_results(client), backoff_max=self.opt.backoff_max)
+                session.spawn("heartbeat", lambda: self._heartbeat(client), backoff_max=self.opt.backoff_max)
+                async for message in client.messages:
+                    data = message.payload if isinstance(message.payload, bytes) else str(message.payload).encode()
+                    if str(message.topic) != job_topic:
+                        await self._dispatch(str(message.topic), data)
+                        if self._relogin:
+                            self._relogin = False
+                            raise aiomqtt.MqttError("reconnecting with new credentials")
+                        continue
+                    try:
+                        result = self.service.accept(data)
+                        if result is not None:
+                            await self._publish_result(client, result)
+                    except aiomqtt.MqttError:
+                        raise
+                    except Exception:
+                        log.exception("print job handler failed", extra={"topic": str(message.topic),
+                                                                         "payload": truncate(data)})
         finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            self._session = None
+
+    async def _dispatch(self, topic: str, data: bytes) -> None:
+        handler = self._handlers.get(topic)
+        if handler is None:
+            log.warning("message on an unexpected topic", extra={"topic": topic, "payload": truncate(data)})
+            return
+        try:
+            await handler(data)
+        except aiomqtt.MqttError:
+            raise
+        except Exception as exc:
+            log.warning("refused message: %s", exc, extra={"topic": topic, "payload": truncate(data)})
 
     async def _publish_result(self, client: aiomqtt.Client, result: PrintResult) -> None:
         await client.publish(self.topics.print_result(self.opt.device_id), result.model_dump_json().encode(), qos=1)
 
     async def _send_results(self, client: aiomqtt.Client) -> None:
-        """Publish stored results (QoS 1), marking each sent once the broker has it."""
-        try:
-            while True:
+        """Publish stored results (QoS 1), marking each sent once the broker has it, until the session ends; a
+        failed publish (a broker slow to ack) is retried after ``backoff_min``."""
+        while True:
+            try:
                 self.service.results_ready.clear()
                 for result in self.service.store.unsent_results():
                     await self._publish_result(client, result)
                     self.service.store.mark_sent(result.job_id)
                     self._status_due.set()
                 await self.service.results_ready.wait()
-        except aiomqtt.MqttError as exc:
-            log.debug("result sender stopped: %s", exc)
+            except aiomqtt.MqttError as exc:
+                log.info("result sender: %s; retrying in %.1f s", exc, self.opt.backoff_min)
+                await asyncio.sleep(self.opt.backoff_min)
 
     async def _heartbeat(self, client: aiomqtt.Client) -> None:
         """Retained status every ``status_interval``, and at once when the condition changed."""
         topic = self.topics.status(self.opt.device_id)
         last = b""
-        try:
-            while True:
-                self._status_due.clear()
-                payload = self._status("online")
-                if payload != last:
+        while True:  # until the session ends (cancelled); a failed publish is tried again at the next beat
+            self._status_due.clear()
+            payload = self._status("online")
+            if payload != last:
+                try:
                     await client.publish(topic, payload, qos=1, retain=True)
                     last = payload
-                if not await wait_set(self._status_due, self.opt.status_interval):
-                    last = b""
-        except aiomqtt.MqttError as exc:
-            log.debug("heartbeat stopped: %s", exc)
+                except aiomqtt.MqttError as exc:
+                    log.debug("heartbeat not sent: %s", exc)
+            if not await wait_set(self._status_due, self.opt.status_interval):
+                last = b""
 
     async def stop(self) -> None:
         client = self._client

@@ -15,13 +15,14 @@ import json
 import logging
 import re
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
 from pydantic import ValidationError
 
 from confkit.aio import wait_set
-from gate_agent.logs import truncate
+from confkit.logs import truncate
 from printer_agent import DeviceError, TemplateError
 from printer_agent.device import Printer
 from printer_agent.escpos_render import CjkMode, render_job
@@ -64,8 +65,10 @@ class PrintService:
         self.results_ready = asyncio.Event()  # a result is waiting in the store
         self._work = asyncio.Event()
         self.on_condition: Callable[[], None] = lambda: None
+        self.results: Counter[str] = Counter()  # job results by status (printer_agent.metrics)
 
     def _result(self, job_id: str, status: str, reason: str | None) -> PrintResult:
+        self.results[status] += 1
         return PrintResult(printer_id=self.printer_id, job_id=job_id, status=status,
                            reason=reason, at=self.clock())
 
@@ -101,6 +104,7 @@ class PrintService:
                 refusal = exc.code
         if refusal is not None:
             self.store.finish_unqueued(job, "refused", refusal, now)
+            self.results["refused"] += 1
             self.results_ready.set()
             return None
         self.store.enqueue(job, rendered, now)
@@ -152,6 +156,7 @@ class PrintService:
                 log.warning("job %s failed while sending: %s", job.job_id, exc)
                 reason = exc.code
         self.store.finish(job.job_id, status, reason, self.clock())
+        self.results[status] += 1
         log.info("job %s %s%s", job.job_id, status, f" ({reason})" if reason else "")
         self.results_ready.set()
         await self.refresh_condition()

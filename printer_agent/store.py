@@ -4,23 +4,62 @@ A job row goes ``queued`` -> ``printing`` -> ``done``; each step is committed be
 so after a crash a ``printing`` row is a job whose bytes may or may not have reached the paper: it is
 finished as ``failed``/``interrupted`` (never printed twice), and ``queued`` rows are printed. Results
 wait in the row (``sent = 0``) until published, so they survive a lost connection or a restart.
+
+Schema versions (``PRAGMA user_version``, :mod:`confkit.storeschema`; a ``printer.db`` from before
+versioning is version 1): 1 the first release (d3e3a2e); 2 ``jobs.set_aside``; 3 the ``meta`` key/value
+table (an enrolled printer's provisioning state: :mod:`printer_agent.enrolled`). A store from a newer
+release is refused (:class:`~confkit.storeschema.StoreTooNew`).
+
+A row this code cannot use would block the queue or the results behind it: a queued job it cannot read
+is finished ``failed``/``unreadable`` (that result goes to the hub; the job is not printed) and a result
+it cannot build is marked ``sent = 2``; both keep the reason in ``set_aside``, are logged once at ERROR
+and counted in every heartbeat (health ``outbox: error``).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from pydantic import ValidationError
+
+from confkit.storeschema import StoreSchema, UnknownStoreLayout, add_column, migrate, tables
 from protocol.printing import PrintJob, PrintResult
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS jobs (
+log = logging.getLogger(__name__)
+
+_V1 = (  # d3e3a2e: the first release
+    """CREATE TABLE IF NOT EXISTS jobs (
     job_id TEXT PRIMARY KEY, state TEXT NOT NULL, job TEXT NOT NULL, data BLOB,
-    received_at REAL NOT NULL, status TEXT, reason TEXT, finished_at REAL, sent INTEGER NOT NULL DEFAULT 0);
-CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state, received_at);
-"""
+    received_at REAL NOT NULL, status TEXT, reason TEXT, finished_at REAL, sent INTEGER NOT NULL DEFAULT 0)""",
+    "CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state, received_at)",
+)
+_V2 = (add_column("jobs", "set_aside", "TEXT"),)  # why a row was set aside (None: it was not)
+_V3 = ("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",)
+_SET_ASIDE_RESULT = 2  # ``sent``: a result this code cannot build, never published
+
+
+def _detect(conn: sqlite3.Connection) -> int:
+    """A printer.db from before versioning (``user_version`` 0): the first release made only ``jobs``."""
+    if "jobs" not in tables(conn):
+        raise UnknownStoreLayout(f"printer.db with tables {sorted(tables(conn))[:20]} was not made by any release")
+    return 1
+
+
+SCHEMA = StoreSchema("printer.db", (_V1, _V2, _V3), _detect)
+
+
+def _why(exc: ValidationError) -> str:
+    """The first error's field and rule, never its value (a job holds a ticket token and a name)."""
+    first = exc.errors(include_url=False, include_input=False, include_context=False)[0]
+    if first["type"] == "json_invalid":
+        return "not JSON"
+    where = ".".join(str(p) for p in first["loc"])[:64] or "row"
+    return f"unreadable by this release: {where}: {first['msg']}"[:200]
 
 
 def private_sqlite(path: Path) -> None:
@@ -53,7 +92,11 @@ class JobStore:
         private_sqlite(data_dir / "printer.db")
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA busy_timeout=5000")
-        conn.executescript(_SCHEMA)
+        try:
+            migrate(conn, SCHEMA, data_dir / "printer.db")  # one transaction; StoreTooNew: a newer release's
+        except BaseException:
+            conn.close()
+            raise
         return cls(conn, printer_id)
 
     def close(self) -> None:
@@ -82,9 +125,25 @@ class JobStore:
         return cur.rowcount == 1
 
     def next_queued(self) -> QueuedJob | None:
-        row = self._db.execute("SELECT job, data FROM jobs WHERE state = 'queued' ORDER BY received_at, rowid "
-                               "LIMIT 1").fetchone()
-        return None if row is None else QueuedJob(PrintJob.model_validate_json(row[0]), bytes(row[1]))
+        """The oldest queued job. One this code cannot read is finished ``failed``/``unreadable`` (set aside,
+        reported to the hub as that result) and the next one is returned: never raises on a row."""
+        while True:
+            row = self._db.execute("SELECT job_id, job, data FROM jobs WHERE state = 'queued' "
+                                   "ORDER BY received_at, rowid LIMIT 1").fetchone()
+            if row is None:
+                return None
+            job_id, body, data = row
+            try:
+                if not isinstance(data, bytes):
+                    raise TypeError("no print data")
+                return QueuedJob(PrintJob.model_validate_json(body), data)
+            except ValidationError as exc:
+                why = _why(exc)
+            except (ValueError, TypeError) as exc:
+                why = f"unreadable by this release: {type(exc).__name__}"
+            self._db.execute("UPDATE jobs SET state = 'done', status = 'failed', reason = 'unreadable', "
+                             "finished_at = ?, data = NULL, set_aside = ? WHERE job_id = ?", (time.time(), why, job_id))
+            log.error("queued job %s set aside, not printed (reported failed/unreadable): %s", str(job_id)[:64], why)
 
     def mark_printing(self, job_id: str) -> None:
         self._db.execute("UPDATE jobs SET state = 'printing' WHERE job_id = ? AND state = 'queued'", (job_id,))
@@ -104,13 +163,46 @@ class JobStore:
         return int(self._db.execute("SELECT COUNT(*) FROM jobs WHERE state != 'done'").fetchone()[0])
 
     def unsent_results(self, limit: int = 100) -> list[PrintResult]:
-        rows = self._db.execute("SELECT job_id, status, reason, finished_at FROM jobs WHERE state = 'done' "
-                                "AND sent = 0 ORDER BY finished_at LIMIT ?", (limit,)).fetchall()
-        return [PrintResult(printer_id=self.printer_id, job_id=r[0], status=r[1], reason=r[2], at=r[3])
-                for r in rows]
+        """Results not yet published, oldest first. One this code cannot build (a status of a newer release)
+        is set aside (``sent = 2``, logged once at ERROR) and the next ones are returned in its place."""
+        while True:
+            rows = self._db.execute("SELECT job_id, status, reason, finished_at FROM jobs WHERE state = 'done' "
+                                    "AND sent = 0 ORDER BY finished_at LIMIT ?", (limit,)).fetchall()
+            results: list[PrintResult] = []
+            bad = 0
+            for job_id, status, reason, at in rows:
+                try:
+                    results.append(PrintResult(printer_id=self.printer_id, job_id=job_id, status=status,
+                                               reason=reason, at=at))
+                except ValidationError as exc:
+                    bad += 1
+                    why = _why(exc)
+                    self._db.execute("UPDATE jobs SET sent = ?, set_aside = ? WHERE job_id = ?",
+                                     (_SET_ASIDE_RESULT, why, job_id))
+                    log.error("result of job %s set aside, not sent to the hub: %s", str(job_id)[:64], why)
+            if not bad:
+                return results
+
+    def set_aside_count(self) -> int:
+        """Rows set aside (unreadable jobs, unsendable results): in every heartbeat, health ``outbox: error``."""
+        return int(self._db.execute("SELECT COUNT(*) FROM jobs WHERE set_aside IS NOT NULL").fetchone()[0])
 
     def mark_sent(self, job_id: str) -> None:
         self._db.execute("UPDATE jobs SET sent = 1 WHERE job_id = ?", (job_id,))
+
+    def get_meta(self, key: str) -> str | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return str(row[0]) if row else None
+
+    def set_meta(self, **values: str) -> None:
+        """Store ``key=value`` pairs in ``meta`` in one committed transaction."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", list(values.items()))
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
 
     def result_of(self, job_id: str) -> tuple[str | None, str | None]:
         row = self._db.execute("SELECT status, reason FROM jobs WHERE job_id = ?", (job_id,)).fetchone()

@@ -97,6 +97,16 @@ def peek_device(data: bytes) -> tuple[str, str]:
 def open_device(data: bytes, kind: str, device_id: str, key: nacl.signing.VerifyKey) -> Any:
     """Verify ``data`` as a ``kind`` message of ``device_id`` under its registered ``key``; return the
     decoded JSON body. Raises MalformedError (not this kind or device, not decodable) or SignatureError."""
+    body = verified_body(data, kind, device_id, key)
+    try:
+        return json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise MalformedError(f"signed {kind} body is not JSON") from exc
+
+
+def verified_body(data: bytes, kind: str, device_id: str, key: nacl.signing.VerifyKey) -> bytes:
+    """As :func:`open_device`, but the verified body bytes, undecoded (for ``Model.model_validate_json``,
+    which parses and validates in one pass)."""
     header, body = _split(data)
     if header["kind"] != kind:
         raise MalformedError(f"expected a {kind} message, got {str(header['kind'])[:40]!r}")
@@ -110,10 +120,7 @@ def open_device(data: bytes, kind: str, device_id: str, key: nacl.signing.Verify
         key.verify(_signed_bytes(kind, device_id, body), sig)
     except (nacl.exceptions.BadSignatureError, ValueError) as exc:
         raise SignatureError(f"signature of {device_id}'s {kind} does not verify under its registered key") from exc
-    try:
-        return json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise MalformedError(f"signed {kind} body is not JSON") from exc
+    return body
 
 
 def peek_body(data: bytes) -> Any:

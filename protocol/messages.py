@@ -105,9 +105,10 @@ class GateStatus(_Message):
     whitelist_seq: int | None = Field(None, ge=0, le=MAX_COUNT)
     outbox: int | None = Field(None, ge=0, le=MAX_COUNT)
     version: str | None = Field(None, max_length=64)
-    health: dict[_Key, Literal["ok", "missing", "error", "disabled", "stale"]] | None = Field(
+    health: dict[_Key, Literal["ok", "missing", "error", "disabled", "stale", "failed"]] | None = Field(
         None, max_length=50, description="per part (turnstile, scanner, camera, rfid, ...): its state; "
-                                         "whitelist/keys: stale when the device cannot verify what the hub sends")
+                                         "whitelist/keys: stale when the device cannot verify what the hub sends; "
+                                         "failed: its background task died (confkit.supervise), restarting")
     birth: int | None = Field(None, ge=0, le=MAX_COUNT, description="boot counter persisted on the device: a new "
                               "value means the device restarted, the same value a mere reconnect")
     config_version: int | None = Field(None, ge=0, le=MAX_COUNT,
@@ -116,6 +117,9 @@ class GateStatus(_Message):
                                    description="seconds until the next heartbeat at the latest")
     printer: dict[_Key, _Value] | None = Field(
         None, max_length=20, description="a ticket printer's condition: protocol.printing.PrinterCondition as a dict")
+    set_aside: int | None = Field(None, ge=0, le=MAX_COUNT,
+                                  description="outbox rows (events, print results) this release cannot send, set "
+                                              "aside so the rows behind them are sent; absent: none")
 
 
 class SyncRequest(_Message):

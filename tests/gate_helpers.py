@@ -24,6 +24,7 @@ import aiomqtt
 import nacl.signing
 from pydantic import ValidationError
 
+from confkit.enrolment import device_key
 from protocol.device_signed import KIND_EMERGENCY_STATE, KIND_EVENTS, open_device, peek_body, peek_device
 from protocol.emergency import KIND_EMERGENCY, EmergencyCommand, EmergencyState
 from protocol.envelope import seal
@@ -33,7 +34,6 @@ from protocol.messages import KIND_ACK, EventBatch, GateStatus, SyncRequest, par
 from protocol.token import TicketToken, encode_token
 from protocol.topics import Topics
 from protocol.whitelist import KIND_DELTA, KIND_SNAPSHOT, ChannelRules, Delta, GroupRules, Snapshot, WhitelistEntry
-from provisioning.device import device_key
 
 NOW = 1_790_005_000.0
 PERF = 42

@@ -24,13 +24,13 @@ import paho.mqtt.client as paho
 import pytest
 from gpiozero.pins.mock import MockFactory
 
+from confkit.enrolment import device_key
 from gate_agent.app import run_gate
 from gate_agent.config import GateConfig
 from protocol.localtime import next_midnight
 from protocol.messages import GateStatus, dump_message
 from protocol.printing import PrinterCondition
 from protocol.topics import Topics
-from provisioning.device import device_key
 from tests.gate_helpers import eventually
 from tests.support.broker import Mosquitto
 from tests.support.devices import register

@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 from gpiozero.pins.mock import MockFactory
 
+from confkit.enrolment import device_key, public_key_b64
 from gate_agent.app import run_gate
 from gate_agent.config import GateConfig
-from provisioning.device import device_key, public_key_b64
 from tests.gate_helpers import eventually
 from tests.support.broker import Mosquitto
 from tests.support.processes import HubProcess

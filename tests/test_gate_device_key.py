@@ -15,6 +15,7 @@ import nacl.signing
 import pytest
 from pydantic import SecretStr
 
+from confkit.enrolment import Identity, device_key, public_key_b64
 from gate_agent import ConfigError
 from gate_agent.__main__ import main
 from gate_agent.app import run_gate
@@ -27,7 +28,6 @@ from protocol.errors import SignatureError
 from protocol.keys import Keyring, Signer
 from protocol.messages import EventBatch
 from protocol.provisioning import key_fingerprint
-from provisioning.device import Identity, device_key, public_key_b64
 from tests.gate_helpers import NOW, eventually, fake_hub, open_batch, token, write_keys
 from tests.support.broker import Mosquitto
 from tests.test_gate_checkin import RecordingActuator

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from nacl.signing import VerifyKey
 
+from confkit.enrolment import device_key
 from gate_agent.checkin import Checker, Station
 from gate_agent.link import Link, LinkOptions
 from gate_agent.store import Store
@@ -17,7 +18,6 @@ from protocol.keys import Keyring, Signer
 from protocol.reasons import Reason
 from protocol.topics import Topics
 from protocol.whitelist import Delta, WhitelistEntry
-from provisioning.device import device_key
 from tests.gate_helpers import (
     NOW,
     PERF,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -70,6 +71,8 @@ async def test_print_duplicate_forged_expired_and_unknown(broker: Mosquitto, tmp
         await eventually(lambda: len(hub.result(forged.job_id)) == 2, what="real job after forgery")
         assert hub.result(forged.job_id)[1].status == "printed" and len(dev.printed) == 2
 
+        # the status with the emptied queue and the job's result are published at about the same time
+        await eventually(lambda: (p := hub.statuses[-1].printer) is not None and p["queue"] == 0, what="queue 0")
         status = hub.statuses[-1]
         assert status.printer is not None and status.printer["paper"] == "ok" and status.printer["queue"] == 0
         assert status.health == {"printer": "ok"}
@@ -96,7 +99,12 @@ async def test_queued_job_survives_restart_and_prints_once(broker: Mosquitto, tm
     assert len(dev.printed) == 1 and queued.token.encode() in dev.printed[0]
     # and again after a second restart: nothing is printed or reported twice
     dev2 = EscposDevice(cfg.printer)
+    restarted = time.time()
     async with hub_client(broker.port) as hub2, agent(cfg, dev2):
+        # its fresh online status (published once subscribed; not the retained one from before): a job sent
+        # before the agent subscribed would be lost (no persistent session) and the test would wait in vain
+        await eventually(lambda: any(s.state == "online" and s.at >= restarted for s in hub2.statuses),
+                         what="the restarted agent online")
         await hub2.send(sealed(queued, signer))
         await eventually(lambda: hub2.result(queued.job_id), what="duplicate after restart")
         assert [r.status for r in hub2.result(queued.job_id)] == ["duplicate"]

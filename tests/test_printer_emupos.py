@@ -27,6 +27,9 @@ async def test_print_through_emupos_then_paper_out(broker: Mosquitto, tmp_path: 
         task = asyncio.create_task(run_printer(cfg, device=EscposDevice(cfg.printer)))
         try:
             async with hub_client(broker.port) as hub:
+                # online (so subscribed): a job sent before the agent subscribed would be lost
+                await eventually(lambda: any(s.state == "online" for s in hub.statuses), timeout=15,
+                                 what="the agent online")
                 first = job()
                 await hub.send(sealed(first, signer))
                 await eventually(lambda: hub.result(first.job_id), timeout=15, what="printed")

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
+from confkit.enrolment import Bootstrap, BootstrapBroker, Identity, device_key, enroll, public_key_b64
 from protocol.provisioning import key_fingerprint
 from provisioning.cli import main
-from provisioning.device import Bootstrap, BootstrapBroker, Identity, device_key, enroll, public_key_b64
 from tests.support.broker import Mosquitto
 from tests.support.net import free_port, wait_for
 from tests.support.processes import ADMIN_PASSWORD, GateProcess, HubProcess

@@ -18,8 +18,21 @@ import aiomqtt
 import pytest
 from pydantic import SecretStr
 
+from confkit.device_agent import EXIT_RESTART, DeviceAgent
+from confkit.enrolment import (
+    IDENTITY_FILE,
+    KEY_FILE,
+    Bootstrap,
+    BootstrapBroker,
+    EnrollmentRejected,
+    Identity,
+    device_key,
+    enroll,
+    public_key_b64,
+)
 from gate_agent.app import run_gate
 from gate_agent.config import GateConfig
+from gate_agent.enrolled import gate_device_agent
 from gate_agent.link import Link, LinkOptions
 from gate_agent.store import Store
 from protocol.envelope import seal
@@ -42,18 +55,6 @@ from protocol.provisioning import (
     seal_secret,
 )
 from protocol.topics import Topics
-from provisioning.agent import EXIT_RESTART, DeviceAgent
-from provisioning.device import (
-    IDENTITY_FILE,
-    KEY_FILE,
-    Bootstrap,
-    BootstrapBroker,
-    EnrollmentRejected,
-    Identity,
-    device_key,
-    enroll,
-    public_key_b64,
-)
 from tests.gate_helpers import eventually
 from tests.support.broker import Mosquitto
 
@@ -230,7 +231,7 @@ async def running_device(tmp_path: Path, port: int, directory: Path) -> AsyncIte
                                 backoff_max=0.3, backoff_min=0.1),
                     store, keyring, device_key=device_key(directory))
         stop = asyncio.Event()
-        agent = DeviceAgent(directory, link, store, keyring, cfg, stop)
+        agent = gate_device_agent(directory, link, store, keyring, cfg, stop)
         agent.start()
         task = asyncio.create_task(link.run())
         try:

@@ -14,8 +14,12 @@ router = APIRouter()
 
 
 @router.get("/health", tags=["system"])
-def health() -> dict[str, str]:
-    return {"status": "ok"}
+def health(request: Request) -> dict[str, Any]:
+    """``{"status": "ok", "tasks": {"mqtt-bridge": "ok", "wal-checkpoint": "ok"}}``; ``"degraded"`` while a
+    background task has ``"failed"`` (logged with its traceback and restarted with backoff; HTTP keeps serving)."""
+    tasks = getattr(request.app.state, "tasks", None)  # confkit.supervise.Supervisor, set by the lifespan
+    parts: dict[str, str] = tasks.health() if tasks is not None else {}
+    return {"status": "degraded" if "failed" in parts.values() else "ok", "tasks": parts}
 
 
 @router.get("/keys", tags=["system"])

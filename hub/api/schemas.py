@@ -217,6 +217,9 @@ class DeviceOut(BaseModel):
     outbox: int | None
     version: str | None
     health: dict[str, str] | None = None
+    set_aside: int | None = Field(None, description="outbox rows the device set aside because this release "
+                                                    "cannot send them (health outbox: error); see "
+                                                    "docs/operations.md, Upgrades and rollbacks")
     registered: bool = Field(False, description="in the device registry: kind, group and channel are the "
                                                 "registry's; false: only what the device claims, and its "
                                                 "events are refused (register it)")

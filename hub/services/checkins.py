@@ -75,6 +75,7 @@ def device_of(ctx: HubContext, who: Principal, named: str | None) -> str:
         with ctx.db.write() as conn:
             ctx.audit(conn, who, "security.device_mismatch", f"device:{named[:100]}",
                       f"online check naming device {named!r} by {who.username}, whose device is {own!r}; refused")
+        ctx.metrics.security_event("device_mismatch")
         log.warning("refused an online check by %s naming device %s (its own: %s)", who.username, named, own)
         raise Forbidden(f"this login checks in as device {own!r}, not {named!r}; log in with that device's "
                         "own user (or leave device_id out)")
@@ -109,6 +110,7 @@ def online_check(ctx: HubContext, token_text: str, channel_id: int, device_id: s
             excerpt=None if token else _printable(token_text), credit=decision.credit, unlisted=False))
         if decision.admitted and decision.ticket_id is not None:
             outgoing = recount(ctx, conn, {(decision.ticket_id, scope)})
+    ctx.metrics.scanned(decision.reason.value, channel_id, "online")  # committed: counted once
     ctx.publish_all(outgoing)
     return _signed(ctx, device_id, _answer(event_id, decision, now), now)
 

@@ -12,6 +12,7 @@ from sqlalchemy import Connection, insert
 
 from hub.config import LoginSettings
 from hub.db import Database
+from hub.metrics import HubMetrics
 from hub.tables import audit_log
 from protocol.keys import CONTROL, TICKET, Keyring, Signer
 from protocol.topics import Topics
@@ -52,6 +53,7 @@ class HubContext:
     rules_cache: dict[Any, Any] = field(default_factory=dict)  # hub.services.rulebook: rules, scopes
     session_cache: dict[str, tuple[Principal, float]] = field(default_factory=dict)  # token hash -> (who, until)
     ticket_signer: Signer | None = None  # the ticket key (tokens only); None: ``signer`` does both (legacy/tests)
+    metrics: HubMetrics = field(default_factory=HubMetrics)  # this hub's own registry (GET /metrics)
 
     def __post_init__(self) -> None:
         if self.ticket_signer is None or self.ticket_signer.kid == self.signer.kid:

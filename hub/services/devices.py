@@ -19,7 +19,8 @@ def record_status(ctx: HubContext, status: GateStatus) -> None:
               "group_id": status.group_id, "channel_id": status.channel_id,
               "whitelist_seq": status.whitelist_seq, "outbox": status.outbox, "version": status.version,
               "health": status.health}
-    values.update(heard_at=ctx.clock(), interval=status.interval, config_version=status.config_version)
+    values.update(heard_at=ctx.clock(), interval=status.interval, config_version=status.config_version,
+                  set_aside=status.set_aside)  # None: nothing set aside (or a device too old to say)
     if status.printer is not None:
         values["printer"] = status.printer
     if status.state == "offline":  # a Last Will knows only the state; keep what the device said before

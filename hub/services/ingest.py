@@ -9,6 +9,7 @@ counts are in it (``echo_seq``), so a gate knows when to stop counting its own e
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -72,6 +73,7 @@ def _echo_seqs(conn: Connection, batches: Sequence[EventBatch]) -> dict[int, int
 
 def store_batches(ctx: HubContext, batches: Sequence[EventBatch]) -> list[Outgoing]:
     """Store every new event of ``batches`` in one transaction; return acks and deltas to publish."""
+    started = time.perf_counter()
     now = ctx.clock()
     unique: dict[str, CheckinEvent] = {}
     for batch in batches:
@@ -90,6 +92,7 @@ def store_batches(ctx: HubContext, batches: Sequence[EventBatch]) -> list[Outgoi
             outgoing += recount(ctx, conn, pairs)
             outgoing += count_card_admissions(ctx, conn, new)
         echo = _echo_seqs(conn, batches)
+    ctx.metrics.stored(new, batches, known, now, time.perf_counter() - started)  # committed: count once
     if new:
         log.debug("stored %s new event(s), %s duplicate(s)", len(new), len(unique) - len(new))
     acks = [(ctx.topics.ack(b.device_id),

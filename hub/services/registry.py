@@ -107,6 +107,7 @@ class SecurityLog:
         """Store and log one event (called in a worker thread); False if it repeated within the interval.
         Quarantined events (``payload``) are always stored: they are what the device would lose."""
         now = self.ctx.clock()
+        self.ctx.metrics.security_event(what)  # every one, the repeats the log suppresses too
         key = (device_id, what, detail.split(":", 1)[0][:40])  # the message it is about: "event batch", ...
         if payload is None and now - self._last.get(key, float("-inf")) < self.interval:
             self.suppressed += 1

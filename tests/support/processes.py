@@ -18,6 +18,9 @@ from tests.support.net import free_port, stop_process, wait_for
 from tests.support.serial_pty import PtyPair
 
 ADMIN_PASSWORD = "test-admin-password-1"
+# daemons started by tests serve no metrics on their fixed default ports (9101-9103): tests/test_metrics.py
+# gives the ones it scrapes a free port
+NO_METRICS_PORTS = {"GATE__METRICS__PORT": "0", "KIOSK__METRICS__PORT": "0", "PRINTER__METRICS__PORT": "0"}
 # "[gate-1] ✘ DAILY_LIMIT ticket 7 — zh / en", "[hh-1] ✔ ADMITTED (forced by Wang) ticket 7 ×1 — ...",
 # "[hh-1] ↩ EXIT ticket 7 ×2 — ...", and operator notices "[hh-1] ⚠ WRONG_PIN — ..."
 _DECISION = re.compile(r"\[(?P<device>[^\]]+)\] \S+ (?P<reason>[A-Z_]+)(?: \(forced by (?P<forced>[^)]+)\))?"
@@ -35,7 +38,7 @@ class _Process:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def _spawn(self, args: list[str], env: dict[str, str] | None = None) -> None:
-        full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+        full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **NO_METRICS_PORTS, **(env or {})}
         with open(self.stdout_path, "ab") as out, open(self.stderr_path, "ab") as err:
             self.proc = subprocess.Popen([sys.executable, *args], stdout=out, stderr=err, env=full_env)
 
@@ -62,9 +65,11 @@ class HubProcess(_Process):
     name = "hub"
 
     def __init__(self, workdir: Path, mqtt_port: int, prefix: str = "venue", http_port: int | None = None,
-                 admin_password: str = ADMIN_PASSWORD, log_level: str = "INFO") -> None:
+                 admin_password: str = ADMIN_PASSWORD, log_level: str = "INFO",
+                 env: dict[str, str] | None = None) -> None:
         super().__init__(workdir)
         self.admin_password = admin_password
+        self.env = env or {}  # e.g. NOTIFY_SOCKET + WATCHDOG_USEC (tests/test_service_notify.py)
         self.log_level = log_level
         self.http_port = http_port or free_port()
         self.base_url = f"http://127.0.0.1:{self.http_port}"
@@ -80,7 +85,7 @@ class HubProcess(_Process):
 
     def start(self) -> None:
         self._spawn(["-m", "hub", "--config", str(self.config), "--log-level", self.log_level],
-                    {"HUB__ADMIN__PASSWORD": self.admin_password})
+                    {"HUB__ADMIN__PASSWORD": self.admin_password, **self.env})
         wait_for(self._healthy, timeout=20, what="hub health")
         token = self.api.post("/auth/login", json={"username": "admin", "password": self.admin_password})
         token.raise_for_status()
@@ -138,7 +143,7 @@ class GateProcess(_Process):
     def register(self, hub: HubProcess, *, kind: str | None = None, fire_input: bool = False) -> GateProcess:
         """Register this gate at ``hub`` as ops would: its key (made now in its data dir, where the gate finds
         it) with the group and channel of its config."""
-        from provisioning.device import device_key, public_key_b64
+        from confkit.enrolment import device_key, public_key_b64
 
         self.data_dir.mkdir(parents=True, exist_ok=True)
         kind = kind or ("handheld" if "GATE__KIND" in self.env and self.env["GATE__KIND"] == "handheld" else "gate")
