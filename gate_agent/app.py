@@ -23,7 +23,6 @@ from gate_agent.emergency_io import make_release
 from gate_agent.hardware import make_parts
 from gate_agent.hubkeys import HubKeysFollower
 from gate_agent.link import Link, LinkOptions
-from gate_agent.metrics import GateMetrics
 from gate_agent.online import OnlineChecker, OnlineOptions
 from gate_agent.store import Store
 from gate_agent.turnstile import GpioTurnstile
@@ -140,6 +139,8 @@ async def run_gate(cfg: GateConfig, stop: asyncio.Event | None = None, *, pin_fa
                                   cfg.override.lockout_s)
         checker = Checker(station, store, keyring, actuator, on_event=link.wake, online=online, emergency=emergency,
                           override=override)
+        from gate_agent.metrics import GateMetrics  # prometheus-client: ~3 MB RSS, only where it runs
+
         metrics = GateMetrics.start(cfg, store, link, checker)  # [metrics] port; closes when this task ends
         turnstile = checker.actuator if isinstance(checker.actuator, GpioTurnstile) else None
         if turnstile is not None:

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
-import ssl
 from collections.abc import Awaitable, Callable
 
 import aiomqtt
 
+from confkit import mqtt
 from hub.config import DeviceSettings, EmergencySettings, MqttSettings, SyncSettings
 from hub.device_trust import DeviceTrust, Refused
 from hub.emergency_link import EmergencyLink
@@ -28,7 +27,6 @@ from hub.sync_limit import SyncLimiter, needs_snapshot
 from protocol.errors import MalformedError
 from protocol.messages import EventBatch, GateStatus, SyncRequest, parse_message
 from protocol.printing import PrintResult
-from provisioning.tls import TlsClient
 
 log = logging.getLogger(__name__)
 MAX_EVENTS_PER_TRANSACTION = 5000
@@ -106,44 +104,42 @@ class MqttBridge:
                 tg.create_task(self.provisioning.run(self.connected))
 
     def _make_client(self) -> aiomqtt.Client:
+        """The hub's client, made like every device's (:func:`confkit.mqtt.client`: MQTT v5, TLS against the
+        venue CA or, without ca_file, the system's CAs, TCP_NODELAY so acks and emergency commands go out
+        at once); no Last Will (see :mod:`confkit.mqtt`); deep queues for a venue's worth of gates."""
         s = self.settings
-        tls = None
-        if s.tls:  # the broker's TLS listener: only the venue CA (or, without ca_file, the system's CAs)
-            tls = TlsClient(ca_file=s.ca_file).context() if s.ca_file is not None else ssl.create_default_context()
-        return aiomqtt.Client(
-            s.host, s.port, identifier=s.client_id, protocol=aiomqtt.ProtocolVersion.V5,
-            username=s.username or None, password=s.password.get_secret_value() or None, tls_context=tls,
-            max_inflight_messages=200, max_queued_incoming_messages=100_000, timeout=10,
-            # small messages (acks, emergency commands) go out at once, not after Nagle's ~40 ms wait
-            socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)])
+        return mqtt.client(s.host, s.port, s.client_id, will=None, username=s.username,
+                           password=s.password.get_secret_value(), keepalive=60, tls=s.tls, tls_ca=s.ca_file,
+                           timeout=10, max_inflight_messages=200, max_queued_incoming_messages=100_000)
 
     async def _connection_loop(self) -> None:
+        """The shared reconnect loop (:func:`confkit.mqtt.reconnecting`), backoff 0.25 s doubling to 10 s."""
+        await mqtt.reconnecting(self._make_client, self._serve, backoff_min=BACKOFF_MIN, backoff_max=BACKOFF_MAX,
+                                on_error=self._lost, on_down=self._down)
+
+    async def _serve(self, client: aiomqtt.Client) -> None:
+        """Subscribe, announce and dispatch until the connection ends (raises MqttError)."""
         topics = self.ctx.topics
-        backoff = BACKOFF_MIN
-        while True:
-            try:
-                async with self._make_client() as client:
-                    for leaf in self._handlers:
-                        await client.subscribe(topics.all_devices(leaf), qos=1)
-                    for topic in self.provisioning.subscriptions() if self.provisioning is not None else ():
-                        await client.subscribe(topic, qos=1)
-                    self._client = client
-                    self.connected.set()
-                    backoff = BACKOFF_MIN
-                    log.info("MQTT bridge connected to %s:%s", self.settings.host, self.settings.port)
-                    await self.emergency.announce()
-                    if self.provisioning is not None:
-                        await self.provisioning.announce()
-                    async for message in client.messages:
-                        await self._dispatch(message.topic.value, message.payload)
-            except aiomqtt.MqttError as exc:
-                log.warning("MQTT connection to %s:%s lost or refused (%s); retrying in %.1f s",
-                            self.settings.host, self.settings.port, exc, backoff)
-            finally:
-                self.connected.clear()
-                self._client = None
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, BACKOFF_MAX)
+        for leaf in self._handlers:
+            await client.subscribe(topics.all_devices(leaf), qos=1)
+        for topic in self.provisioning.subscriptions() if self.provisioning is not None else ():
+            await client.subscribe(topic, qos=1)
+        self._client = client
+        self.connected.set()
+        log.info("MQTT bridge connected to %s:%s", self.settings.host, self.settings.port)
+        await self.emergency.announce()
+        if self.provisioning is not None:
+            await self.provisioning.announce()
+        async for message in client.messages:
+            await self._dispatch(message.topic.value, message.payload)
+
+    def _lost(self, exc: aiomqtt.MqttError, delay: float) -> None:
+        log.warning("MQTT connection to %s:%s lost or refused (%s); retrying in %.1f s",
+                    self.settings.host, self.settings.port, exc, delay)
+
+    def _down(self) -> None:
+        self.connected.clear()
+        self._client = None
 
     async def _dispatch(self, topic: str, payload: object) -> None:
         data = payload if isinstance(payload, bytes) else str(payload or "").encode()
