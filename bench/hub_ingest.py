@@ -148,7 +148,8 @@ async def ingest(port: int, plans: dict[str, Plan]) -> dict[str, float]:
     if failed:
         print(f"{len(failed)} gate(s) did not get every ack: {failed[0]!r}", file=sys.stderr)
     total = sum(len(ids) for plan in plans.values() for ids, _ in plan)
-    return {"events": total, "acked": len(acked), "lost": total - len(acked), "seconds": round(elapsed, 2),
+    return {"events": total, "acked": len(acked), "lost": total - len(acked), "gates_failed": len(failed),
+            "seconds": round(elapsed, 2),
             "events_per_s": round(len(acked) / elapsed, 1),
             "messages_per_s": round(sum(len(p) for p in plans.values()) / elapsed, 1)}
 
