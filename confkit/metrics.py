@@ -28,9 +28,8 @@ from wsgiref.simple_server import WSGIRequestHandler, make_server
 from prometheus_client import CollectorRegistry, ProcessCollector, make_wsgi_app
 from prometheus_client.exposition import ThreadingWSGIServer
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
-from pydantic import Field
 
-from confkit import Section
+from confkit.metrics_config import PORT_DOC, MetricsConfig  # noqa: F401  (re-exported)
 
 log = logging.getLogger(__name__)
 
@@ -38,18 +37,7 @@ log = logging.getLogger(__name__)
 HEALTHY_STATES = frozenset({"ok", "disabled"})
 
 
-PORT_DOC = "TCP port of the metrics endpoint; 0: no metrics endpoint"
 POLL = 0.1  # seconds the server thread waits for a request before it looks whether it should stop
-
-
-class MetricsConfig(Section):
-    """Where the daemon serves ``/metrics`` (Prometheus text format); see docs/operations.md. Each daemon's
-    config subclasses it with its own default port (gate 9101, kiosk 9102, printer 9103)."""
-
-    host: str = Field("127.0.0.1", description="address the metrics endpoint listens on: 127.0.0.1 (local "
-                      "only), or the device's LAN address (or 0.0.0.0) for a Prometheus server on another host; "
-                      "metrics name no people, but firewall the port to the Prometheus host")
-    port: int = Field(0, ge=0, le=65535, description=PORT_DOC)
 
 
 class _Server(ThreadingWSGIServer):

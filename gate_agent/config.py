@@ -18,7 +18,7 @@ from pydantic_settings import (
 )
 
 from confkit import MqttConfig, Section, TomlEnvSettings, load
-from confkit.metrics import PORT_DOC, MetricsConfig
+from confkit.metrics_config import PORT_DOC, MetricsConfig
 from gate_agent import ConfigError
 
 __all__ = ["GateConfig", "MqttConfig", "load_config"]

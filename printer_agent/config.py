@@ -18,7 +18,7 @@ from pydantic_settings import (
 )
 
 from confkit import MqttConfig, TomlEnvSettings, load
-from confkit.metrics import PORT_DOC, MetricsConfig
+from confkit.metrics_config import PORT_DOC, MetricsConfig
 from printer_agent import ConfigError
 from printer_agent.template import TEMPLATE_DIR
 
