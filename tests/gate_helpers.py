@@ -202,8 +202,12 @@ async def fake_hub(port: int, signer: Signer, *, auto_ack: bool = True,
         try:
             yield hub
         finally:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+            # cancel until it ends: on Python 3.11 aiomqtt's publish (asyncio.wait_for) can swallow a cancellation
+            while not task.done():
+                task.cancel()
+                await asyncio.wait({task}, timeout=1)
+            if not task.cancelled() and task.exception() is not None:
+                raise task.exception()  # type: ignore[misc]
 
 
 def journal_ids(path: Path) -> list[str]:
