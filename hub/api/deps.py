@@ -72,4 +72,7 @@ TicketReader = Annotated[Principal, Depends(roles("admin", "box_office"))]
 Checker = Annotated[Principal, Depends(roles("admin", "security", "ops"))]
 Operator = Annotated[Principal, Depends(roles("admin", "ops"))]
 Viewer = Annotated[Principal, Depends(roles(*(r for r in auth.ROLES if r != "kiosk")))]  # staff only
+# The staff console's pages (hub/static, docs/console.md): who may read the live check-in and the reports.
+LiveViewer = Annotated[Principal, Depends(roles("admin", "manager", "security", "ops", "viewer"))]
+ReportReader = Annotated[Principal, Depends(roles("admin", "manager", "finance", "viewer"))]
 Kiosk = Annotated[Principal, Depends(roles("kiosk", "admin"))]

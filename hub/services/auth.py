@@ -25,7 +25,8 @@ from hub.tables import audit_log, login_throttle, sessions, users
 from protocol.topics import check_device_id
 
 log = logging.getLogger(__name__)
-ROLES = ("admin", "box_office", "security", "ops", "viewer", "kiosk")
+# manager: the front-of-house manager (live check-in, reports); finance: reports and sales figures only.
+ROLES = ("admin", "box_office", "security", "ops", "viewer", "manager", "finance", "kiosk")
 _hasher = PasswordHasher()
 MAX_PASSWORD = 256  # characters, at login and when a user is created (a longer one is a 422 / Invalid)
 # Verified instead when the user name is unknown: the answer takes as long as for a wrong password.

@@ -125,6 +125,9 @@ function logout(message) {
 
 function enter() {
   const role = session.role;
+  // console-nav.js (the shell's module): a `next` page or this role's own page; the nav for this one
+  const ev = new CustomEvent("console:enter", { cancelable: true, detail: { role } });
+  if (!document.dispatchEvent(ev)) return;  // it is going to another page
   $("login-view").hidden = true;
   $("emergency-view").hidden = false;
   $("who").textContent = `${session.user} · 角色 Role: ${role}`;
@@ -392,6 +395,7 @@ function wire() {
   $("guard-form").addEventListener("submit", onGuardSubmit);
   $("guard-cancel").addEventListener("click", () => { pending = null; $("guard").close(); });
   $("guard").addEventListener("close", () => { pending = null; });
+  if (new URLSearchParams(location.search).has("expired")) show($("login-error"), MSG.expired);
   if (session.token) enter();
 }
 
