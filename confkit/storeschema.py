@@ -18,6 +18,7 @@ A step is SQL text (one statement) or a function of the connection (a backfill i
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -114,3 +115,49 @@ def migrate(conn: sqlite3.Connection, schema: StoreSchema, path: Path | str) -> 
     if found != schema.version:
         log.info("%s: schema version %d -> %d%s", path, found, schema.version, " (new store)" if found == 0 else "")
     return found, schema.version
+
+
+def private_sqlite(path: Path) -> None:
+    """Create ``path`` 0600 if missing and make it and its -wal/-shm files 0600 (stores hold personal data)."""
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    for part in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        if part.exists():
+            os.chmod(part, 0o600)
+
+
+def open_store(path: Path, schema: StoreSchema) -> sqlite3.Connection:
+    """A device store at ``path`` (0600, WAL, ``synchronous=FULL``, autocommit: ``BEGIN`` explicitly),
+    migrated to ``schema.version`` in one transaction; the file is left as it was if that fails."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    private_sqlite(path)
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+        private_sqlite(path)
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA busy_timeout=5000")
+        migrate(conn, schema, path)  # StoreTooNew: a newer release's file
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+META_TABLE = "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"  # a store's key/values
+
+
+def get_meta(conn: sqlite3.Connection, key: str) -> str | None:
+    """A value of the store's ``meta`` table (:data:`META_TABLE`), or None."""
+    row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+    return str(row[0]) if row else None
+
+
+def set_meta(conn: sqlite3.Connection, values: dict[str, str]) -> None:
+    """Store ``values`` in ``meta`` in one committed transaction (``conn`` in autocommit mode)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", list(values.items()))
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")

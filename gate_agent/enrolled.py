@@ -8,13 +8,13 @@ key updates through: the gate's :class:`~gate_agent.link.Link`, :class:`~gate_ag
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from confkit.device_agent import DeviceAgent, Handler, identity_mqtt, stored_hub_config
+from confkit.device_agent import DeviceAgent, identity_mqtt, stored_hub_config
 from confkit.device_agent import with_hub_config as _with_hub_config
 from confkit.enrolment import Identity
+from confkit.linked_host import LinkedHost
 from gate_agent import ConfigError, __version__
 from gate_agent.config import GateConfig
 from gate_agent.link import Link
@@ -44,64 +44,21 @@ def stored_config(cfg: GateConfig, store: Store) -> GateConfig:
     return stored_hub_config(GateConfig, cfg, store.get_meta, ConfigError)
 
 
-class GateHost:
+class GateHost(LinkedHost):
     """The gate as a :class:`confkit.device_agent.DeviceHost`."""
 
     software_version = __version__
 
     def __init__(self, cfg: GateConfig, link: Link, store: Store) -> None:
+        super().__init__(cfg.data_dir, link, store)
         self.cfg, self.link, self.store = cfg, link, store
-
-    @property
-    def data_dir(self) -> Path:
-        return self.cfg.data_dir
-
-    @property
-    def birth(self) -> int | None:
-        return self.link.birth
-
-    @birth.setter
-    def birth(self, value: int | None) -> None:
-        self.link.birth = value
-
-    @property
-    def config_version(self) -> int | None:
-        return self.link.config_version
-
-    @config_version.setter
-    def config_version(self, value: int | None) -> None:
-        self.link.config_version = value
 
     def validate_config(self, settings: dict[str, Any]) -> None:
         with_hub_config(self.cfg, settings)
 
-    def get_meta(self, key: str) -> str | None:
-        return self.store.get_meta(key)
-
-    def set_meta(self, **values: str) -> None:
-        self.store.set_meta(**values)
-
-    def serve(self, topic: str, handler: Handler) -> None:
-        self.link.serve(topic, handler)
-
-    def serve_keys(self, topic: str, handler: Handler) -> None:
-        self.link.serve_keys(topic, handler)
-
-    async def publish(self, topic: str, payload: bytes) -> bool:
-        return await self.link.publish(topic, payload)
-
-    def relogin(self, username: str, password: str) -> None:
-        self.link.relogin(username, password)
-
     async def resync(self) -> dict[str, Any]:
         await self.link.resync()
         return {"requested": "snapshot", "had_seq": self.store.whitelist_seq}
-
-    async def keys_changed(self) -> None:
-        await self.link.keys_changed()
-
-    def keys_unverified(self, reason: str, resolved: Callable[[], bool]) -> None:
-        self.link.suspect_stale("keys", reason, resolved=resolved)
 
     def diagnostics(self) -> dict[str, Any]:
         return {"outbox": self.store.outbox_count(), "whitelist_seq": self.store.whitelist_seq}

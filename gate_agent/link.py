@@ -160,6 +160,10 @@ class Link(MqttSession):
         except aiomqtt.MqttError as exc:
             log.debug("status publish failed: %s", exc)
 
+    def keys_unverified(self, reason: str, resolved: Callable[[], bool]) -> None:
+        """A hub key list did not verify (the device agent's report): keys suspected stale."""
+        self.suspect_stale("keys", reason, resolved=resolved)
+
     async def keys_changed(self) -> None:
         """The hub key list changed: no longer keys-stale; get the retained messages again (they may have
         been refused before the new keys were known) and, if the whitelist is stale, a snapshot."""

@@ -20,11 +20,12 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
 
-from confkit.mqtt import ConnectionStats
+from confkit.mqtt import BrokerLink, ConnectionStats
 from confkit.supervise import Supervisor
 from kiosk_agent import __version__
 from kiosk_agent.config import KioskConfig
-from kiosk_agent.heartbeat import heartbeat
+from kiosk_agent.enrolled import Enrolment, kiosk_device_agent
+from kiosk_agent.heartbeat import KioskLink
 from kiosk_agent.hub_client import HubClient
 from kiosk_agent.idreader import IdReader
 from kiosk_agent.metrics import KioskMetrics
@@ -113,8 +114,9 @@ async def _invalid(_request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"ok": False, "error": "invalid"})
 
 
-def create_app(cfg: KioskConfig) -> FastAPI:
-    """The kiosk agent; its lifespan owns the hub client, the printer poll and the ID-card reader."""
+def create_app(cfg: KioskConfig, enrolment: Enrolment | None = None) -> FastAPI:
+    """The kiosk agent; its lifespan owns the hub client, the printer poll, the ID-card reader, the broker
+    session (``heartbeat``) and, for an enrolled kiosk, its provisioning agent (:mod:`kiosk_agent.enrolled`)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -141,16 +143,28 @@ def create_app(cfg: KioskConfig) -> FastAPI:
                 return {**parts, **tasks.failed()}
 
             stats = ConnectionStats()  # the heartbeat's broker connections, for the metrics
+            link = None
             if cfg.heartbeat:
-                tasks.spawn("heartbeat", lambda: heartbeat(cfg.device_id, cfg.mqtt, health, cfg.status_interval, stats))
+                link = KioskLink(BrokerLink.from_config(cfg.device_id, cfg.mqtt, cfg.status_interval), health)
+                link.stats = stats
+                if enrolment is not None:  # before the link runs: the agent's topics are subscribed on connect
+                    enrolment.agent = kiosk_device_agent(
+                        enrolment.identity_dir, link, enrolment.store, cfg,
+                        lambda: {"health": health(), "printer_id": cfg.printer_id}, enrolment.stop)
+                    enrolment.agent.start()
+                tasks.spawn("heartbeat", link.run)
             metrics = KioskMetrics.start(cfg, service, health, stats)  # [metrics] port; None: 0
             log.info("kiosk %s ready (version %s) on http://%s:%d, printer %s", cfg.device_id, __version__,
                      cfg.ui.host, cfg.ui.port, cfg.printer_id)
             try:
                 yield
             finally:
+                if link is not None:
+                    await link.stop()
                 if metrics is not None:
                     await metrics.aclose()
+                if enrolment is not None and enrolment.agent is not None:
+                    enrolment.agent.close()
 
     app = FastAPI(title="Kiosk agent", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.config = cfg

@@ -64,6 +64,8 @@ class KioskConfig(TomlEnvSettings):
     printer_id: str = Field("printer-1", pattern=r"^[A-Za-z0-9_-]{1,64}$",
                             description="device id of the ticket printer attached to this kiosk")
     printer_poll_s: float = Field(3.0, gt=0, le=600, description="seconds between printer status checks at the hub")
+    data_dir: Path = Field(Path("var/kiosk-1"), description="directory of the kiosk's small store (kiosk.db: "
+                           "an enrolled kiosk's provisioning state; no tickets or personal data)")
     hub: HubConfig = Field(default_factory=HubConfig, description="the hub and the kiosk's login")
     id_reader: IdReaderConfig = Field(default_factory=IdReaderConfig, description="ID-card reader")
     ui: UiConfig = Field(default_factory=UiConfig, description="touchscreen web UI")

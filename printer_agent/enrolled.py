@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from confkit.device_agent import DeviceAgent, Handler, identity_mqtt, stored_hub_config
+from confkit.device_agent import DeviceAgent, identity_mqtt, stored_hub_config
 from confkit.device_agent import with_hub_config as _with_hub_config
 from confkit.enrolment import Identity
+from confkit.linked_host import LinkedHost
 from printer_agent import ConfigError, __version__
 from printer_agent.config import PrinterAgentConfig
 from printer_agent.link import PrinterLink
@@ -41,66 +41,20 @@ def stored_config(cfg: PrinterAgentConfig, store: JobStore) -> PrinterAgentConfi
     return stored_hub_config(PrinterAgentConfig, cfg, store.get_meta, ConfigError)
 
 
-class PrinterHost:
+class PrinterHost(LinkedHost):
     """The printer as a :class:`confkit.device_agent.DeviceHost`."""
 
     software_version = __version__
 
     def __init__(self, cfg: PrinterAgentConfig, link: PrinterLink, store: JobStore) -> None:
+        super().__init__(cfg.data_dir, link, store)
         self.cfg, self.link, self.store = cfg, link, store
-
-    @property
-    def data_dir(self) -> Path:
-        return self.cfg.data_dir
-
-    @property
-    def birth(self) -> int | None:
-        return self.link.birth
-
-    @birth.setter
-    def birth(self, value: int | None) -> None:
-        self.link.birth = value
-
-    @property
-    def config_version(self) -> int | None:
-        return self.link.config_version
-
-    @config_version.setter
-    def config_version(self, value: int | None) -> None:
-        self.link.config_version = value
 
     def validate_config(self, settings: dict[str, Any]) -> None:
         with_hub_config(self.cfg, settings)
 
-    def get_meta(self, key: str) -> str | None:
-        return self.store.get_meta(key)
-
-    def set_meta(self, **values: str) -> None:
-        self.store.set_meta(**values)
-
-    def serve(self, topic: str, handler: Handler) -> None:
-        self.link.serve(topic, handler)
-
-    def serve_keys(self, topic: str, handler: Handler) -> None:
-        self.link.serve_keys(topic, handler)
-
-    async def publish(self, topic: str, payload: bytes) -> bool:
-        return await self.link.publish(topic, payload)
-
-    def relogin(self, username: str, password: str) -> None:
-        self.link.relogin(username, password)
-
     async def resync(self) -> dict[str, Any]:
         return {"note": "nothing to resync: a printer keeps no hub data but its print jobs"}
-
-    async def keys_changed(self) -> None:
-        self.link.suspects.pop("keys", None)
-        await self.link.keys_changed()
-
-    def keys_unverified(self, reason: str, resolved: Callable[[], bool]) -> None:
-        log.error("keys STALE: %s", reason)  # no catch-up chain to a printer: stale until re-enrolled or updated
-        self.link.suspects["keys"] = resolved
-        self.link.status_changed()
 
     def diagnostics(self) -> dict[str, Any]:
         return {"queue": self.store.queue_depth(), "unsent_results": len(self.store.unsent_results()),

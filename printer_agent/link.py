@@ -13,14 +13,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import replace
+from collections.abc import Callable
 
 import aiomqtt
 
 from confkit.aio import wait_set
 from confkit.logs import truncate
-from confkit.mqtt import BrokerLink, MqttSession
+from confkit.mqtt import BrokerLink
+from confkit.served import ServedSession
 from confkit.supervise import Supervisor
 from printer_agent import __version__
 from printer_agent.service import PrintService
@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 LinkOptions = BrokerLink  # the printer needs no more than any device's broker link
 
 
-class PrinterLink(MqttSession):
+class PrinterLink(ServedSession):
     """The printer's session: print jobs in, results and its condition out."""
 
     def __init__(self, opt: LinkOptions, service: PrintService) -> None:
@@ -45,51 +45,6 @@ class PrinterLink(MqttSession):
         self._session: Supervisor | None = None  # the connected session's tasks (results, heartbeat)
         self.birth: int | None = None  # set by the provisioning agent; sent in every status
         self.config_version: int | None = None
-        self._handlers: dict[str, Callable[[bytes], Awaitable[None]]] = {}  # provisioning topics
-        self._first: list[str] = []  # subscribed before the others (the hub key list)
-        self._relogin = False
-        self.suspects: dict[str, Callable[[], bool]] = {}  # part -> resolved(): "stale" in the health until true
-
-    def serve(self, topic: str, handler: Callable[[bytes], Awaitable[None]], *, first: bool = False) -> None:
-        """Subscribe ``topic`` (from the next connect on) and pass its messages to ``handler``; ``first``:
-        before every other topic (the hub key list, so retained messages signed by a new key verify)."""
-        self._handlers[topic] = handler
-        if first and topic not in self._first:
-            self._first.append(topic)
-
-    def serve_keys(self, topic: str, handler: Callable[[bytes], Awaitable[None]]) -> None:
-        """The hub key list, retained on ``topic``: subscribed first."""
-        self.serve(topic, handler, first=True)
-
-    async def publish(self, topic: str, payload: bytes) -> bool:
-        """Publish at QoS 1; False if not connected or it failed."""
-        client = self._client
-        if client is None:
-            return False
-        try:
-            await client.publish(topic, payload, qos=1, timeout=2)
-        except aiomqtt.MqttError as exc:
-            log.warning("could not publish on %s: %s", topic, exc)
-            return False
-        return True
-
-    def relogin(self, username: str, password: str) -> None:
-        """Use these broker credentials from now on: the session is closed and reopened with them."""
-        self.opt = replace(self.opt, username=username, password=password)
-        self._relogin = True
-
-    async def keys_changed(self) -> None:
-        """The trusted hub keys changed: get the retained provisioning messages again (they may verify now)."""
-        client = self._client
-        if client is None:
-            return
-        try:
-            for topic in self._handlers:
-                if topic not in self._first:
-                    await client.subscribe(topic, qos=1)  # the broker sends the retained message again
-        except aiomqtt.MqttError as exc:
-            log.debug("re-subscribe after a key change failed: %s", exc)
-        self._status_due.set()
 
     def status_changed(self) -> None:
         """Send the status now, not at the next heartbeat: a part's health changed."""
@@ -100,7 +55,7 @@ class PrinterLink(MqttSession):
         healthy = cond.online and cond.paper != "out" and cond.cover != "open"
         set_aside = self.service.store.set_aside_count()  # unreadable jobs / results (JobStore): ops must look
         health = {"printer": "ok" if healthy else "error"} | ({"outbox": "error"} if set_aside else {})
-        health |= {part: "stale" for part, resolved in list(self.suspects.items()) if not resolved()}
+        health |= self.stale_parts()
         for failed in (self.tasks_health, self._session.failed if self._session is not None else None):
             health |= failed() if failed is not None else {}  # a task that died and is restarting: "failed"
         return dump_message(GateStatus(
@@ -116,13 +71,10 @@ class PrinterLink(MqttSession):
         return self.opt.client(f"printer-{self.opt.device_id}", will)
 
     async def _serve(self, client: aiomqtt.Client) -> None:
-        for topic in self._first:
-            await client.subscribe(topic, qos=1)
+        await self._subscribe_first(client)
         job_topic = self.topics.print_job(self.opt.device_id)
         await client.subscribe(job_topic, qos=1)
-        for topic in self._handlers:
-            if topic not in self._first:
-                await client.subscribe(topic, qos=1)
+        await self._subscribe_rest(client)
         await client.publish(self.topics.status(self.opt.device_id), self._status("online"), qos=1, retain=True)
         self._client = client
         self.connected.set()
@@ -135,10 +87,7 @@ class PrinterLink(MqttSession):
                 async for message in client.messages:
                     data = message.payload if isinstance(message.payload, bytes) else str(message.payload).encode()
                     if str(message.topic) != job_topic:
-                        await self._dispatch(str(message.topic), data)
-                        if self._relogin:
-                            self._relogin = False
-                            raise aiomqtt.MqttError("reconnecting with new credentials")
+                        await self._dispatch(str(message.topic), data)  # MqttError after a relogin: reconnect
                         continue
                     try:
                         result = self.service.accept(data)
@@ -151,18 +100,6 @@ class PrinterLink(MqttSession):
                                                                          "payload": truncate(data)})
         finally:
             self._session = None
-
-    async def _dispatch(self, topic: str, data: bytes) -> None:
-        handler = self._handlers.get(topic)
-        if handler is None:
-            log.warning("message on an unexpected topic", extra={"topic": topic, "payload": truncate(data)})
-            return
-        try:
-            await handler(data)
-        except aiomqtt.MqttError:
-            raise
-        except Exception as exc:
-            log.warning("refused message: %s", exc, extra={"topic": topic, "payload": truncate(data)})
 
     async def _publish_result(self, client: aiomqtt.Client, result: PrintResult) -> None:
         await client.publish(self.topics.print_result(self.opt.device_id), result.model_dump_json().encode(), qos=1)

@@ -19,7 +19,6 @@ and counted in every heartbeat (health ``outbox: error``).
 from __future__ import annotations
 
 import logging
-import os
 import sqlite3
 import time
 from dataclasses import dataclass
@@ -27,7 +26,16 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from confkit.storeschema import StoreSchema, UnknownStoreLayout, add_column, migrate, tables
+from confkit.storeschema import (
+    META_TABLE,
+    StoreSchema,
+    UnknownStoreLayout,
+    add_column,
+    get_meta,
+    open_store,
+    set_meta,
+    tables,
+)
 from protocol.printing import PrintJob, PrintResult
 
 log = logging.getLogger(__name__)
@@ -39,7 +47,7 @@ _V1 = (  # d3e3a2e: the first release
     "CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state, received_at)",
 )
 _V2 = (add_column("jobs", "set_aside", "TEXT"),)  # why a row was set aside (None: it was not)
-_V3 = ("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",)
+_V3 = (META_TABLE,)
 _SET_ASIDE_RESULT = 2  # ``sent``: a result this code cannot build, never published
 
 
@@ -62,14 +70,6 @@ def _why(exc: ValidationError) -> str:
     return f"unreadable by this release: {where}: {first['msg']}"[:200]
 
 
-def private_sqlite(path: Path) -> None:
-    """Create ``path`` 0600 if missing and make it and its -wal/-shm files 0600 (they hold personal data)."""
-    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
-    for part in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
-        if part.exists():
-            os.chmod(part, 0o600)
-
-
 @dataclass(frozen=True)
 class QueuedJob:
     job: PrintJob
@@ -85,19 +85,8 @@ class JobStore:
 
     @classmethod
     def open(cls, data_dir: Path, printer_id: str) -> JobStore:
-        data_dir.mkdir(parents=True, exist_ok=True)
-        private_sqlite(data_dir / "printer.db")  # 0600: print jobs carry holder names
-        conn = sqlite3.connect(data_dir / "printer.db", isolation_level=None, check_same_thread=False)
-        conn.execute("PRAGMA journal_mode=WAL")
-        private_sqlite(data_dir / "printer.db")
-        conn.execute("PRAGMA synchronous=FULL")
-        conn.execute("PRAGMA busy_timeout=5000")
-        try:
-            migrate(conn, SCHEMA, data_dir / "printer.db")  # one transaction; StoreTooNew: a newer release's
-        except BaseException:
-            conn.close()
-            raise
-        return cls(conn, printer_id)
+        # 0600 (print jobs carry holder names); migrated in one transaction; StoreTooNew: a newer release's
+        return cls(open_store(data_dir / "printer.db", SCHEMA), printer_id)
 
     def close(self) -> None:
         self._db.close()
@@ -191,18 +180,11 @@ class JobStore:
         self._db.execute("UPDATE jobs SET sent = 1 WHERE job_id = ?", (job_id,))
 
     def get_meta(self, key: str) -> str | None:
-        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        return str(row[0]) if row else None
+        return get_meta(self._db, key)
 
     def set_meta(self, **values: str) -> None:
         """Store ``key=value`` pairs in ``meta`` in one committed transaction."""
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            self._db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", list(values.items()))
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+        set_meta(self._db, values)
 
     def result_of(self, job_id: str) -> tuple[str | None, str | None]:
         row = self._db.execute("SELECT status, reason FROM jobs WHERE job_id = ?", (job_id,)).fetchone()

@@ -187,11 +187,12 @@ HUB__ADMIN__PASSWORD=
 EOF
         ;;
     kiosk)
-        put "$ETC/kiosk.toml" 0640 "$USER_NAME" 1 <<'EOF'
+        put "$ETC/kiosk.toml" 0640 "$USER_NAME" 1 <<EOF
 # Kiosk agent configuration (kiosk_agent/config.py); env KIOSK__<KEY> overrides (KIOSK__HUB__PASSWORD=...).
 # Check it: /opt/venue/venv/bin/venue-kiosk --config /etc/venue/kiosk.toml --validate-config
 device_id = "kiosk-1"
 printer_id = "printer-1"          # the ticket printer next to this kiosk
+data_dir = "$STATE"               # kiosk.db: an enrolled kiosk's provisioning state (no personal data)
 
 [hub]
 url = "https://hub.venue:8000"
@@ -205,9 +206,29 @@ url = "/dev/ttyUSB0"
 host = "127.0.0.1"                # the browser runs on this machine: chromium --kiosk --app=http://127.0.0.1:8080/
 port = 8080
 EOF
+        put "$ETC/kiosk-bootstrap.toml" 0640 "$USER_NAME" 1 <<EOF
+# Enrolment of this kiosk (docs/provisioning.md), used when VENUE_KIOSK_ARGS=--bootstrap $ETC/kiosk-bootstrap.toml
+# is set in $ETC/kiosk.env: the kiosk makes its key, logs its fingerprint and waits for ops to approve it
+# (kind kiosk); its device id and broker login then come from the identity (the heartbeat is on).
+serial = "CHANGE-ME"
+kind = "kiosk"
+hardware_model = "kiosk"
+identity_dir = "$STATE/identity"
+hub_keys = { "1" = { key = "<ticket key, base64>", purposes = ["ticket"] }, "2" = { key = "<control key, base64>", purposes = ["control"] } }
+
+[broker]
+host = "broker.venue"
+port = 8883
+tls = true
+ca_file = "$ETC/ca.pem"
+username = "claim"
+password = "<claim password>"
+EOF
         put "$ETC/kiosk.env" 0600 root 1 <<'EOF'
 # Read by systemd (as root) before venue-kiosk starts; never readable by the kiosk's user.
 KIOSK__HUB__PASSWORD=
+# An enrolled kiosk (kiosk-bootstrap.toml):
+# VENUE_KIOSK_ARGS=--bootstrap /etc/venue/kiosk-bootstrap.toml
 EOF
         ;;
     printer)

@@ -68,7 +68,7 @@ def statements(monkeypatch: pytest.MonkeyPatch) -> list[str]:
             conn.set_trace_callback(None)
 
     monkeypatch.setattr(gate_agent.store, "migrate", traced)
-    monkeypatch.setattr(printer_agent.store, "migrate", traced)
+    monkeypatch.setattr(storeschema, "migrate", traced)  # open_store's: the printer's and the kiosk's stores
     return seen
 
 
