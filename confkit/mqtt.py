@@ -7,9 +7,9 @@ an optional Last Will, TLS against a CA file, no Nagle) and one reconnect loop (
     await reconnecting(make_client, serve, backoff_min=0.25, backoff_max=10.0, on_error=log_it)
 
 The Last Will convention: a device's Will is its retained ``{prefix}/device/<id>/status`` saying "offline"
-(its status on each connect says "online"). The hub's bridge has no Will (``will=None``): there is no hub
-presence topic and nothing subscribes to one, and a Will without a matching retained "online" on every
-connect would leave a stale "offline" behind.
+(its status on each connect says "online"). The hub's bridge follows it on ``{prefix}/hub/presence/<hub id>``
+(:class:`protocol.messages.HubPresence`): a retained "online" on every connect, "offline" as its Will and
+when it stops (a clean disconnect discards the Will, so it is published first).
 """
 
 from __future__ import annotations

@@ -10,7 +10,9 @@ are re-sent when the gate re-sends its batch.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 
 import aiomqtt
@@ -25,10 +27,11 @@ from hub.services import devices, ingest, printing, signing_keys, whitelist
 from hub.services.context import HubContext, Outgoing
 from hub.sync_limit import SyncLimiter, needs_snapshot
 from protocol.errors import MalformedError
-from protocol.messages import EventBatch, GateStatus, SyncRequest, parse_message
+from protocol.messages import EventBatch, GateStatus, HubPresence, SyncRequest, dump_message, parse_message
 from protocol.printing import PrintResult
 
 log = logging.getLogger(__name__)
+HUB_VERSION = "0.1.0"  # the hub's release, on its presence topic (as the app's OpenAPI version)
 MAX_EVENTS_PER_TRANSACTION = 5000
 BACKOFF_MIN, BACKOFF_MAX = 0.25, 10.0
 
@@ -51,6 +54,9 @@ class MqttBridge:
         self._outbox: asyncio.Queue[Outgoing] = asyncio.Queue()
         self._batches: asyncio.Queue[EventBatch] = asyncio.Queue()
         self._inflight: set[asyncio.Task[None]] = set()
+        # the live check-in feed (hub/services/live.py): told after events commit and after a status is recorded
+        self.on_stored: Callable[[list[EventBatch]], None] = lambda _batches: None
+        self.on_status: Callable[[], None] = lambda: None
         self.emergency = EmergencyLink(ctx, emergency or EmergencySettings(), self._outbox.put_nowait, self.trust)
         self.provisioning = provisioning  # enrollment, device config/commands, key lists; None: not run
         if provisioning is not None:
@@ -103,12 +109,18 @@ class MqttBridge:
             if self.provisioning is not None:
                 tg.create_task(self.provisioning.run(self.connected))
 
+    def _presence(self, state: str) -> bytes:
+        return dump_message(HubPresence(hub_id=self.settings.client_id, state=state, at=time.time(),
+                                        version=HUB_VERSION))
+
     def _make_client(self) -> aiomqtt.Client:
         """The hub's client, made like every device's (:func:`confkit.mqtt.client`: MQTT v5, TLS against the
         venue CA or, without ca_file, the system's CAs, TCP_NODELAY so acks and emergency commands go out
-        at once); no Last Will (see :mod:`confkit.mqtt`); deep queues for a venue's worth of gates."""
+        at once), with the Last Will convention of every device: a retained "offline" on its presence topic
+        (:class:`protocol.messages.HubPresence`); deep queues for a venue's worth of gates."""
         s = self.settings
-        return mqtt.client(s.host, s.port, s.client_id, will=None, username=s.username,
+        will = aiomqtt.Will(self.ctx.topics.hub_presence(s.client_id), self._presence("offline"), qos=1, retain=True)
+        return mqtt.client(s.host, s.port, s.client_id, will=will, username=s.username,
                            password=s.password.get_secret_value(), keepalive=60, tls=s.tls, tls_ca=s.ca_file,
                            timeout=10, max_inflight_messages=200, max_queued_incoming_messages=100_000)
 
@@ -127,11 +139,18 @@ class MqttBridge:
         self._client = client
         self.connected.set()
         log.info("MQTT bridge connected to %s:%s", self.settings.host, self.settings.port)
+        presence = self.ctx.topics.hub_presence(self.settings.client_id)
+        await client.publish(presence, self._presence("online"), qos=1, retain=True)
         await self.emergency.announce()
         if self.provisioning is not None:
             await self.provisioning.announce()
-        async for message in client.messages:
-            await self._dispatch(message.topic.value, message.payload)
+        try:
+            async for message in client.messages:
+                await self._dispatch(message.topic.value, message.payload)
+        except asyncio.CancelledError:  # the hub stops: a clean disconnect discards the Will, so say it
+            with contextlib.suppress(aiomqtt.MqttError, asyncio.TimeoutError):
+                await client.publish(presence, self._presence("offline"), qos=1, retain=True, timeout=1)
+            raise
 
     def _lost(self, exc: aiomqtt.MqttError, delay: float) -> None:
         log.warning("MQTT connection to %s:%s lost or refused (%s); retrying in %.1f s",
@@ -182,6 +201,7 @@ class MqttBridge:
         self._check_device(device_id, status.device_id)
         status = await self.trust.status(device_id, status)
         await asyncio.to_thread(devices.record_status, self.ctx, status)
+        self.on_status()
 
     async def _on_print_result(self, device_id: str, data: bytes) -> None:
         result = parse_model(PrintResult, data)
@@ -235,6 +255,7 @@ class MqttBridge:
                 outgoing = await self._store_one_by_one(batches)
             for item in outgoing:
                 self._outbox.put_nowait(item)
+            self.on_stored(batches)  # never blocks: the feed reads them back on its own time
 
     async def _store_one_by_one(self, batches: list[EventBatch]) -> list[Outgoing]:
         outgoing: list[Outgoing] = []

@@ -37,7 +37,9 @@ class MqttSettings(_Section):
     host: str = Field("127.0.0.1", description="MQTT broker host")
     port: int = Field(1883, ge=1, le=65535, description="MQTT broker port")
     prefix: str = Field("venue", description="topic prefix shared with every device")
-    client_id: str = Field("hub", description="MQTT client identifier of the hub")
+    client_id: str = Field("hub", pattern=r"^[A-Za-z0-9_-]{1,64}$",
+                           description="MQTT client identifier of the hub, also its id on the presence topic "
+                                       "{prefix}/hub/presence/<client_id> (retained online/offline, its Last Will)")
     username: str = Field("", description="broker user name; empty for anonymous")
     password: SecretStr = Field(SecretStr(""), description="broker password; never logged")
     tls: bool = Field(False, description="connect to the broker's TLS listener (e.g. port 8883)")

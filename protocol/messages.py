@@ -92,6 +92,17 @@ _Key = Annotated[str, Field(max_length=40)]
 _Value = Annotated[str, Field(max_length=200)] | Annotated[int, Field(ge=-MAX_COUNT, le=MAX_COUNT)] | bool | None
 
 
+class HubPresence(_Message):
+    """A hub's retained presence on ``{prefix}/hub/presence/<hub_id>``: "online" on each connect, "offline"
+    when it stops and, as its Last Will, when its session is lost (the convention of every device's status)."""
+
+    v: Literal[1] = 1
+    hub_id: DeviceId
+    state: Literal["online", "offline"]
+    at: UnixTime
+    version: str | None = Field(None, max_length=64)
+
+
 class GateStatus(_Message):
     """Retained device status; the Last Will publishes ``state="offline"``."""
 

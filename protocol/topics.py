@@ -8,6 +8,7 @@
     {prefix}/group/{group_id}/whitelist    hub -> every device of a group, live signed deltas
     {prefix}/emergency/command             hub -> every device, retained signed emergency state
     {prefix}/device/{device_id}/emergency  retained, device -> hub: open/normal, and why
+    {prefix}/hub/presence/{hub_id}         retained, hub -> anyone watching: online/offline (its Last Will)
 """
 
 from __future__ import annotations
@@ -62,6 +63,10 @@ class Topics:
 
     def emergency_state(self, device_id: str) -> str:
         return self.device(device_id, "emergency")
+
+    def hub_presence(self, hub_id: str) -> str:
+        """A hub's retained presence (:class:`protocol.messages.HubPresence`); its Last Will says offline."""
+        return f"{self.prefix}/hub/presence/{check_device_id(hub_id)}"
 
     def group_whitelist(self, group_id: int) -> str:
         return f"{self.prefix}/group/{int(group_id)}/whitelist"
