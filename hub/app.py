@@ -16,14 +16,18 @@ from fastapi.responses import JSONResponse
 from confkit.supervise import Supervisor
 from hub.api import (
     routes_admin,
+    routes_boxoffice,
     routes_cards,
     routes_catalog,
     routes_checkin,
     routes_console,
     routes_emergency,
+    routes_exports,
     routes_kiosk,
+    routes_live,
     routes_metrics,
     routes_provisioning,
+    routes_reports,
     routes_rules,
 )
 from hub.bridge import MqttBridge
@@ -31,7 +35,7 @@ from hub.config import Settings
 from hub.db import Database, make_engine, migrate
 from hub.errors import HubError, KioskError
 from hub.provisioning_link import ProvisioningLink
-from hub.services import auth, signing_keys
+from hub.services import auth, live, signing_keys
 from hub.services.context import HubContext
 from protocol.errors import MalformedError
 from protocol.keys import Signer
@@ -72,6 +76,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     bridge = MqttBridge(ctx, settings.mqtt, settings.emergency, ProvisioningLink(ctx, settings), sync=settings.sync,
                         devices=settings.devices)
     ctx.publish = bridge.publish_threadsafe
+    app.state.live = feed = live.LiveFeed(ctx)  # GET /api/v1/live/stream: scans and devices as they arrive
+    bridge.on_stored, bridge.on_status = feed.stored, feed.devices_changed
     app.state.ctx, app.state.bridge = ctx, bridge
     ctx.metrics.watch(ctx, bridge.ingest_queue)  # GET /metrics: devices, whitelist seqs, emergency, queue
     # a background task that dies (the bridge: any of its loops raised) is logged with its traceback, "failed" in
@@ -81,8 +87,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with tasks:
             tasks.spawn("mqtt-bridge", bridge.run, backoff_max=10.0)
             tasks.spawn("wal-checkpoint", lambda: _checkpoint_loop(ctx))
+            tasks.spawn("live-feed", feed.run)
             yield
     finally:
+        feed.close()  # open live streams end
         ctx.db.dispose()
         log.info("hub stopped")
 
@@ -136,7 +144,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(MalformedError, _malformed)
     for module in (routes_admin, routes_catalog, routes_checkin, routes_cards, routes_emergency, routes_provisioning,
-                   routes_kiosk, routes_rules):
+                   routes_kiosk, routes_rules, routes_boxoffice, routes_reports, routes_live,
+                   routes_exports):
         app.include_router(module.router, prefix=API_PREFIX)
     app.state.kiosk = routes_kiosk.make_desk(settings)  # rate limits and the SMS gateway
     app.include_router(routes_console.router)  # GET /console: the staff web console

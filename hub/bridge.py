@@ -201,6 +201,8 @@ class MqttBridge:
         self._check_device(device_id, status.device_id)
         status = await self.trust.status(device_id, status)
         await asyncio.to_thread(devices.record_status, self.ctx, status)
+        if status.state == "online" and self.provisioning is not None:
+            self.provisioning.device_online(device_id)  # its commands not answered yet go again
         self.on_status()
 
     async def _on_print_result(self, device_id: str, data: bytes) -> None:

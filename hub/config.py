@@ -96,6 +96,9 @@ class ProvisioningSettings(_Section):
     default_interval: float = Field(30.0, gt=0, description="heartbeat interval assumed for a device that gives none")
     offline_after: float = Field(2.5, gt=1, description="a device is offline after this many intervals of silence")
     liveness_check: float = Field(1.0, gt=0, description="seconds between liveness sweeps")
+    command_resend: float = Field(2.0, gt=0, description="a command not answered yet is sent again when its "
+                                                         "device's heartbeat comes at least this many seconds "
+                                                         "after the last send (the device runs each id once)")
 
 
 class KioskSettings(_Section):

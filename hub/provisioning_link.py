@@ -12,6 +12,15 @@ signed ``rotate_credentials`` command, while the old one stays valid at the brok
 device answers ``ok`` (it has stored the new password) is the broker password changed; a failed,
 lost or late (past ``expires_at``) answer leaves the old password in force and the rotation is
 dropped (retry it). The new password lives only in memory until then; a hub restart drops it too.
+
+Commands are not lost to a device that is away: a command is published at QoS 1, but the device's session is
+not persistent (clean start), so one sent while the device is offline or reconnecting (after a credential
+rotation, say) reaches no one. Every command not answered and not expired is kept here (and read back from
+the database at start, except ``rotate_credentials``, whose password is gone) and sent again, same id and
+expiry, when an "online" heartbeat of its device comes at least ``command_resend`` seconds after the last send
+(a device subscribes its command topic before its first heartbeat of a connection). The device runs each
+command id once (ids persisted) and never after ``expires_at``, so a re-send runs nothing twice; a replay is
+refused as before. Until it is answered the command stays ``pending``; past ``expires_at`` it is ``timed_out``.
 """
 
 from __future__ import annotations
@@ -93,6 +102,16 @@ class _Rotation:
     expires_at: float
 
 
+@dataclass
+class _Pending:
+    """A command sent and not answered yet: sent again when its device is heard from."""
+
+    device_id: str
+    payload: dict[str, Any]  # the CommandPayload, signed again at each send
+    sent_at: float  # hub clock of the newest send; 0: not since this hub started
+    sends: int = 1
+
+
 class ProvisioningLink:
     def __init__(self, ctx: HubContext, settings: Settings, accounts: AccountsFactory | None = None) -> None:
         self.ctx = ctx
@@ -104,6 +123,9 @@ class ProvisioningLink:
         self.on_registry_change: Callable[[], None] = lambda: None  # the bridge re-reads its registry copy
         self._roles_checked = False  # device roles reconciled with the registry once per hub start
         self._rotations: dict[str, _Rotation] = {}  # command id -> pending credential rotation
+        self._pending: dict[str, _Pending] = {  # command id -> command not answered yet (re-sent)
+            str(payload["command_id"]): _Pending(device_id, payload, sent_at=0.0, sends=0)
+            for device_id, payload in device_admin.pending_commands(ctx)}
         p = ctx.topics.prefix
         self._request_head, self._device_head = f"{p}/provision/request/", f"{p}/device/"
         self._handlers = {"config_ack": self._on_config_ack, "command_result": self._on_command_result}
@@ -159,11 +181,46 @@ class ProvisioningLink:
                     log.warning("device %s silent for %.1f heartbeat intervals: marked offline", device_id,
                                 self.options.offline_after)
                 self._expire_rotations()
+                self._expire_pending()
             except Exception:
                 log.exception("liveness sweep failed; will retry")
 
     def _send(self, outgoing: list[Outgoing]) -> None:
         self.ctx.publish_all(outgoing)
+
+    def device_online(self, device_id: str) -> None:
+        """An "online" heartbeat of ``device_id`` was stored (it is subscribed to its command topic): send
+        again each of its commands not answered yet, not expired, last sent ``command_resend`` s ago or more."""
+        now = self.ctx.clock()
+        again: list[Outgoing] = []
+        for command_id, p in list(self._pending.items()):
+            if p.device_id != device_id or now - p.sent_at < self.options.command_resend:
+                continue
+            if p.payload["name"] == "rotate_credentials" and (
+                    command_id not in self._rotations
+                    or now > float(p.payload["expires_at"]) - max(2 * self.options.command_resend, 5.0)):
+                continue  # not near its end: a device clock behind the hub's must not store a password dropped here
+            if now >= float(p.payload["expires_at"]):
+                del self._pending[command_id]
+                continue
+            p.sent_at, p.sends = now, p.sends + 1
+            log.info("command %s %s to %s not answered yet: sent again (send %d); the device runs it once",
+                     p.payload["name"], command_id, device_id, p.sends)
+            again.append(device_admin.command_envelope(self.ctx, p.payload))
+        if again:
+            self._send(again)
+
+    def _expire_pending(self) -> None:
+        now = self.ctx.clock()
+        for command_id, p in list(self._pending.items()):
+            if now >= float(p.payload["expires_at"]):
+                del self._pending[command_id]
+                log.warning("command %s %s to %s expired unanswered (sent %d time(s)); it will not run",
+                            p.payload["name"], command_id, p.device_id, p.sends)
+
+    def _issued(self, command_id: str, device_id: str, payload: dict[str, Any]) -> None:
+        self._pending[command_id] = _Pending(device_id, payload, sent_at=self.ctx.clock())
+        self._send([device_admin.command_envelope(self.ctx, payload)])
 
     # -- incoming -------------------------------------------------------------------------------
     async def _on_request(self, serial: str, data: bytes) -> None:
@@ -183,6 +240,8 @@ class ProvisioningLink:
         if res.device_id != device_id:
             raise MalformedError(f"payload device id {res.device_id!r} differs from the topic's {device_id!r}")
         name = await asyncio.to_thread(device_admin.record_result, self.ctx, res)
+        if name is not None:
+            self._pending.pop(res.command_id, None)
         rotation = self._rotations.pop(res.command_id, None)
         if name != "rotate_credentials" or rotation is None:
             return
@@ -265,6 +324,8 @@ class ProvisioningLink:
                 await admin.remove_device(device_id)
         out = await asyncio.to_thread(device_admin.revoke, self.ctx, who, device_id, reason)
         self._revoked.add(device_id)
+        for command_id in [c for c, p in self._pending.items() if p.device_id == device_id]:
+            del self._pending[command_id]
         self.on_registry_change()
         self._send([out])
 
@@ -291,20 +352,20 @@ class ProvisioningLink:
         await self.set_config(who, device_id, {**after["config"], **place})
 
     async def command(self, who: Principal, device_id: str, name: str, timeout_s: float) -> str:
-        command_id, out = await asyncio.to_thread(device_admin.issue_command, self.ctx, who, device_id, name,
-                                                  timeout_s)
-        self._send([out])
+        command_id, payload = await asyncio.to_thread(device_admin.issue_command, self.ctx, who, device_id, name,
+                                                      timeout_s)
+        self._issued(command_id, device_id, payload)
         return command_id
 
     async def rotate_credentials(self, who: Principal, device_id: str, timeout_s: float | None = None) -> str:
         timeout = timeout_s or self.options.rotate_timeout
         d = await asyncio.to_thread(device_admin.device, self.ctx, device_id)
         password = secrets.token_urlsafe(24)
-        command_id, out = await asyncio.to_thread(
+        command_id, payload = await asyncio.to_thread(
             device_admin.issue_command, self.ctx, who, device_id, "rotate_credentials", timeout,
             {"sealed": seal_secret({"password": password}, d["public_key"])})
         self._rotations[command_id] = _Rotation(device_id, password, self.ctx.clock() + timeout)
-        self._send([out])
+        self._issued(command_id, device_id, payload)
         return command_id
 
     async def rotate_keys(self, who: Principal, purpose: str = "control") -> int:

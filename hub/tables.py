@@ -29,6 +29,7 @@ users = Table(
     Column("created_at", Float, nullable=False),
     # a device's own login (a handheld's online checks, a kiosk): the only device id it may check in as
     Column("device_id", String(64), nullable=True),
+    Column("disabled_at", Float, nullable=True),  # set: its login is refused and its sessions are gone
     Index("ix_users_device_id", "device_id", unique=True),
 )
 
@@ -93,6 +94,7 @@ checkin_groups = Table(
     Column("seq", Integer, nullable=False, default=0),
     Column("admit_unlisted", Boolean, nullable=False, default=True),  # offline: tickets newer than the whitelist
     Column("counter_group_id", Integer),  # counts entries with that group (linked); None: on its own
+    Column("capacity", Integer),  # people the zone holds (live check-in: inside vs capacity); None: not set
 )
 
 group_performances = Table(
@@ -167,7 +169,10 @@ checkin_events = Table(
     Column("unlisted", Boolean, nullable=False, default=False),  # admitted offline on its signature alone
     Column("forced_by", String(64)),  # supervisor override: who force-admitted
     Column("denied", String(32)),  # supervisor override: the reason it had been refused
-    Index("ix_checkin_events_scanned_at", "scanned_at"),
+    # the reports' keyset paging and per-performance summary (migration 0012; hub/services/reports.py)
+    Index("ix_checkin_events_scanned_event", "scanned_at", "event_id"),
+    Index("ix_checkin_events_performance_scanned", "performance_id", "scanned_at", "event_id"),
+    Index("ix_checkin_events_channel_scanned", "channel_id", "scanned_at", "event_id"),
 )
 
 ticket_usage = Table(  # protocol.usage.Usage of a ticket in one counting scope (a group, or linked groups)
@@ -236,6 +241,7 @@ devices = Table(
     Column("config_version", Integer),  # the hub-assigned config version the device reports in force
     Column("printer", JSON),  # a printer's newest protocol.printing.PrinterCondition
     Column("set_aside", Integer),  # outbox rows the device set aside, unsendable (None: none, or too old to say)
+    Column("state_since", Float),  # hub clock when ``state`` last changed (online/offline since)
 )
 
 emergency_commands = Table(  # every emergency command the hub issued; the newest is the current state

@@ -13,6 +13,7 @@ ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)   # th
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)   # the console's browser tests (Playwright)
 fc-list :lang=zh 2>/dev/null | grep -q . || need+=(fonts-noto-cjk)   # Chinese text in ticket previews
+command -v pdftotext >/dev/null 2>&1 || need+=(poppler-utils)   # the export tests read the PDF back
 ls /usr/lib/*/faketime/libfaketime.so.1 >/dev/null 2>&1 || need+=(faketime)   # gate tests cross the venue's midnight
 if [ ${#need[@]} -gt 0 ]; then
     echo "setup: installing system packages: ${need[*]}"

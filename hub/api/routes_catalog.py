@@ -9,7 +9,6 @@ from hub.api.schemas import (
     ChannelIn,
     ChannelOut,
     GroupIn,
-    GroupOut,
     PerformanceIn,
     PerformanceOut,
     TicketTypeIn,
@@ -17,6 +16,7 @@ from hub.api.schemas import (
     VenueIn,
     VenueOut,
 )
+from hub.api.schemas_rules import GroupCapacityOut
 from hub.services import catalog
 
 router = APIRouter(tags=["catalog"])
@@ -54,14 +54,14 @@ def list_ticket_types(ctx: Ctx, _who: Viewer) -> list[TicketTypeOut]:
 
 
 @router.post("/checkin-groups", status_code=201)
-def create_group(body: GroupIn, ctx: Ctx, who: Sales) -> GroupOut:
-    return GroupOut(**catalog.create_group(ctx, who, body.name, body.venue_id, body.performance_ids,
+def create_group(body: GroupIn, ctx: Ctx, who: Sales) -> GroupCapacityOut:
+    return GroupCapacityOut(**catalog.create_group(ctx, who, body.name, body.venue_id, body.performance_ids,
                                            body.admit_unlisted, body.counter_group_id))
 
 
 @router.get("/checkin-groups")
-def list_groups(ctx: Ctx, _who: Viewer) -> list[GroupOut]:
-    return [GroupOut(**g) for g in catalog.list_groups(ctx)]
+def list_groups(ctx: Ctx, _who: Viewer) -> list[GroupCapacityOut]:
+    return [GroupCapacityOut(**g) for g in catalog.list_groups(ctx)]
 
 
 @router.post("/checkin-groups/{group_id}/channels", status_code=201)

@@ -175,6 +175,16 @@ class DeviceOut(BaseModel):
     birth: int | None
     reboots: int
     software_version: str | None
+    state: str | None = Field(None, description="online or offline, from its heartbeats (None: never heard)")
+    state_since: float | None = Field(None, description="hub clock when it went online or offline")
+    health: dict[str, str] | None = Field(None, description="per part, as the device reports it")
+    outbox: int | None = Field(None, description="events queued on the device, not yet at the hub")
+    set_aside: int | None = None
+    whitelist_seq: int | None = Field(None, description="the whitelist seq the device holds")
+    hub_whitelist_seq: int | None = Field(None, description="the hub's seq of the device's registered group")
+    whitelist_lag: int | None = Field(None, description="hub_whitelist_seq - whitelist_seq: changes not yet "
+                                                        "applied on the device (None: no group or not said)")
+    reported_config_version: int | None = Field(None, description="the config version its heartbeat says")
     commands: list[CommandOut] = Field(description="the newest commands, newest first")
 
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from hub.api.deps import Admin, Checker, Ctx, IdPath, Sales, Viewer
-from hub.api.schemas import ChannelOut, GroupOut, PerformanceOut, TicketTypeOut, VenueOut
+from hub.api.schemas import ChannelOut, PerformanceOut, TicketTypeOut, VenueOut
 from hub.api.schemas_rules import (
     ChannelPatch,
+    GroupCapacityOut,
     GroupPatch,
     PerformancePatch,
     RulesIn,
@@ -78,9 +79,10 @@ def get_channel_rules(channel_id: IdPath, ctx: Ctx, _who: Viewer) -> RulesOut:
 
 
 @router.patch("/checkin-groups/{group_id}")
-def patch_group(group_id: IdPath, body: GroupPatch, ctx: Ctx, who: Sales) -> GroupOut:
-    """Rename, change performances, admit_unlisted, or link the group's counting to another group."""
-    return GroupOut(**catalog_edit.patch_group(ctx, who, group_id, body.model_dump(exclude_unset=True)))
+def patch_group(group_id: IdPath, body: GroupPatch, ctx: Ctx, who: Sales) -> GroupCapacityOut:
+    """Rename, change performances, admit_unlisted, link the group's counting to another group, or set its
+    capacity (null: not set)."""
+    return GroupCapacityOut(**catalog_edit.patch_group(ctx, who, group_id, body.model_dump(exclude_unset=True)))
 
 
 @router.post("/supervisors", tags=["supervisors"], status_code=201)

@@ -6,6 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
+from hub.api.schemas import GroupOut
 from protocol.bounds import MAX_LIST, MAX_NAME, Count, Id, JsonObject, OptId, TokenDatetime, TypeId
 
 
@@ -47,6 +48,12 @@ class GroupPatch(_In):
     admit_unlisted: StrictBool | None = None
     counter_group_id: OptId = Field(None, description="count entries with this group of the same venue; "
                                                       "null: count on its own")
+    capacity: int | None = Field(None, ge=0, le=1_000_000, description="people the zone holds (live check-in "
+                                                                       "shows inside against it); null: not set")
+
+
+class GroupCapacityOut(GroupOut):
+    capacity: int | None = Field(None, description="people the zone holds; null: not set")
 
 
 class RulesIn(_In):

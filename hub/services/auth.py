@@ -19,7 +19,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import case, delete, func, insert, literal_column, select, update
 from sqlalchemy.exc import IntegrityError
 
-from hub.errors import Conflict, Forbidden, Invalid, LoginLocked, Unauthenticated
+from hub.errors import Conflict, Forbidden, Invalid, KioskError, LoginLocked, NotFound, Unauthenticated
 from hub.services.context import HubContext, Principal, row_dict
 from hub.tables import audit_log, login_throttle, sessions, users
 from protocol.topics import check_device_id
@@ -37,41 +37,163 @@ def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def create_user(ctx: HubContext, who: Principal, username: str, password: str, role: str,
-                device_id: str | None = None) -> dict[str, Any]:
-    """``device_id``: this is a device's own login (a handheld, a kiosk); its online checks are recorded
-    under that device id and it may name no other."""
+def _check_role(role: str) -> None:
     if role not in ROLES:
         raise Invalid(f"role {role!r} is unknown; use one of {', '.join(ROLES)}")
+
+
+def _check_password(password: str) -> None:
     if len(password) < 8:
         raise Invalid("the password is too short; use at least 8 characters")
     if len(password) > MAX_PASSWORD:
         raise Invalid(f"the password is too long; use at most {MAX_PASSWORD} characters")
+
+
+def _check_device(device_id: str | None) -> None:
     if device_id is not None:
         try:
             check_device_id(device_id)
         except ValueError as exc:
             raise Invalid(f"device id {device_id!r}: {exc}") from exc
+
+
+def create_user(ctx: HubContext, who: Principal, username: str, password: str, role: str,
+                device_id: str | None = None) -> dict[str, Any]:
+    """``device_id``: this is a device's own login (a handheld, a kiosk); its online checks are recorded
+    under that device id and it may name no other."""
+    _check_role(role)
+    _check_password(password)
+    _check_device(device_id)
     hashed = _hasher.hash(password)
+    now = ctx.clock()
     try:
         with ctx.db.write() as conn:
             user_id: int = conn.execute(insert(users).values(
                 username=username, password_hash=hashed, role=role, device_id=device_id,
-                created_at=ctx.clock()).returning(literal_column("id"))).scalar_one()
+                created_at=now).returning(literal_column("id"))).scalar_one()
             ctx.audit(conn, who, "user.create", f"user:{user_id}",
                       f"username={username} role={role}" + (f" device={device_id}" if device_id else ""))
     except IntegrityError as exc:
-        raise Conflict(f"user {username!r} (or a login of device {device_id!r}) already exists; "
-                       "choose another name") from exc
+        raise Conflict(f"user {username!r} already exists; choose another name" if device_id is None else
+                       f"user {username!r} or a login of device {device_id!r} already exists; choose another "
+                       "name, or clear the device login of the other user") from exc
     log.info("created user %s with role %s", username, role)
-    return {"id": user_id, "username": username, "role": role, "device_id": device_id}
+    return {"id": user_id, "username": username, "role": role, "device_id": device_id, "created_at": now,
+            "disabled": False, "disabled_at": None}
+
+
+_USER_COLUMNS = (users.c.id, users.c.username, users.c.role, users.c.device_id, users.c.created_at,
+                 users.c.disabled_at)
+
+
+def _user_view(row: Any) -> dict[str, Any]:
+    return {**row_dict(row), "disabled": row.disabled_at is not None}
 
 
 def list_users(ctx: HubContext) -> list[dict[str, Any]]:
     with ctx.db.read() as conn:
-        rows = conn.execute(select(users.c.id, users.c.username, users.c.role, users.c.device_id, users.c.created_at)
-                            .order_by(users.c.id)).all()
-    return [row_dict(r) for r in rows]
+        rows = conn.execute(select(*_USER_COLUMNS).order_by(users.c.id)).all()
+    return [_user_view(r) for r in rows]
+
+
+# -- user admin: every change audited; a revoked session is refused at once by this hub process ---------
+_UNSET: Any = object()
+
+
+def _user(conn: Any, user_id: int) -> Any:
+    row = conn.execute(select(*_USER_COLUMNS).where(users.c.id == user_id)).first()
+    if row is None:
+        raise NotFound(f"no user {user_id}; see GET /api/v1/users")
+    return row
+
+
+def _keep_an_admin(conn: Any, row: Any, doing: str) -> None:
+    """Refuse (409) to disable or demote the last enabled admin: nobody could manage users any more."""
+    if row.role != "admin" or row.disabled_at is not None:
+        return
+    others = conn.execute(select(func.count()).select_from(users).where(
+        users.c.role == "admin", users.c.disabled_at.is_(None), users.c.id != row.id)).scalar_one()
+    if not others:
+        raise KioskError(409, "last_admin",
+                         f"cannot {doing} {row.username}: it is the last enabled admin; create or enable "
+                         "another admin first",
+                         f"无法{'停用' if doing == 'disable' else '降级'}{row.username}:这是最后一个启用的管理员,"
+                         "请先创建或启用另一个管理员")
+
+
+def _forget_sessions(ctx: HubContext, conn: Any, user_id: int) -> int:
+    """Delete every session of ``user_id``; returns how many."""
+    gone = conn.execute(delete(sessions).where(sessions.c.user_id == user_id)).rowcount
+    _forget_cached(ctx, user_id)
+    return int(gone or 0)
+
+
+def _forget_cached(ctx: HubContext, user_id: int) -> None:
+    """Drop this process's cached sessions of ``user_id``: the next request reads the database again
+    (other hub processes within SESSION_CACHE_SECONDS, as for a log-out)."""
+    for key, (who, _until) in list(ctx.session_cache.items()):
+        if who.user_id == user_id:
+            ctx.session_cache.pop(key, None)
+
+
+def change_user(ctx: HubContext, who: Principal, user_id: int, role: str | None = None,
+                device_id: Any = _UNSET) -> dict[str, Any]:
+    """Set the role and/or the device login (``device_id=None`` clears it); unchanged if not given."""
+    values: dict[str, Any] = {}
+    if role is not None:
+        _check_role(role)
+        values["role"] = role
+    if device_id is not _UNSET:
+        _check_device(device_id)
+        values["device_id"] = device_id
+    try:
+        with ctx.db.write() as conn:
+            row = _user(conn, user_id)
+            if role is not None and role != "admin":
+                _keep_an_admin(conn, row, "demote")
+            values = {k: v for k, v in values.items() if getattr(row, k) != v}  # audit only what changes
+            if values:
+                conn.execute(update(users).where(users.c.id == user_id).values(**values))
+                ctx.audit(conn, who, "user.change", f"user:{user_id}", f"username={row.username} " + " ".join(
+                    f"{k}={getattr(row, k)}->{v}" for k, v in values.items()))
+            row = _user(conn, user_id)
+    except IntegrityError as exc:
+        raise Conflict(f"device {device_id!r} already has a login; clear that one first") from exc
+    _forget_cached(ctx, user_id)  # the next request sees the new role
+    return _user_view(row)
+
+
+def reset_password(ctx: HubContext, who: Principal, user_id: int, password: str) -> dict[str, Any]:
+    """A new password; every session of the user ends and its wrong-password lock-out is lifted."""
+    _check_password(password)
+    hashed = _hasher.hash(password)
+    with ctx.db.write() as conn:
+        row = _user(conn, user_id)
+        conn.execute(update(users).where(users.c.id == user_id).values(password_hash=hashed))
+        gone = _forget_sessions(ctx, conn, user_id)
+        conn.execute(delete(login_throttle).where(login_throttle.c.key == f"user:{row.username.casefold()[:190]}"))
+        ctx.audit(conn, who, "user.password", f"user:{user_id}", f"username={row.username}; {gone} session(s) ended")
+    _forget_cached(ctx, user_id)
+    log.info("password of user %s reset by %s", row.username, who.username)
+    return _user_view(row)
+
+
+def set_disabled(ctx: HubContext, who: Principal, user_id: int, disabled: bool) -> dict[str, Any]:
+    """Disable (its login is refused, its sessions end now) or enable a user; repeating is harmless."""
+    with ctx.db.write() as conn:
+        row = _user(conn, user_id)
+        if disabled and row.disabled_at is None:
+            _keep_an_admin(conn, row, "disable")
+            conn.execute(update(users).where(users.c.id == user_id).values(disabled_at=ctx.clock()))
+            gone = _forget_sessions(ctx, conn, user_id)
+            ctx.audit(conn, who, "user.disable", f"user:{user_id}", f"username={row.username}; {gone} session(s) ended")
+        elif not disabled and row.disabled_at is not None:
+            conn.execute(update(users).where(users.c.id == user_id).values(disabled_at=None))
+            ctx.audit(conn, who, "user.enable", f"user:{user_id}", f"username={row.username}")
+        row = _user(conn, user_id)
+    _forget_cached(ctx, user_id)
+    log.info("user %s %s by %s", row.username, "disabled" if disabled else "enabled", who.username)
+    return _user_view(row)
 
 
 def bootstrap_admin(ctx: HubContext, username: str, password: str) -> None:
@@ -166,6 +288,12 @@ def login(ctx: HubContext, username: str, password: str, address: str | None = N
         if locked:
             raise LoginLocked(locked) from exc
         raise Unauthenticated("wrong user name or password; check both and try again") from exc
+    if user.disabled_at is not None:
+        with ctx.db.write() as conn:
+            ctx.audit(conn, Principal(user.id, user.username, user.role), "auth.login_disabled", f"user:{user.id}",
+                      f"from {address or '?'}; the user is disabled")
+        raise KioskError(403, "user_disabled", f"user {user.username} is disabled; ask an admin to enable it",
+                         f"用户 {user.username} 已被停用,请联系管理员启用")
     token = secrets.token_urlsafe(32)
     now = ctx.clock()
     ttl = min(ctx.token_ttl, ctx.login.security_token_ttl_hours * 3600) if user.role == "security" else ctx.token_ttl
@@ -199,10 +327,11 @@ def authenticate(ctx: HubContext, token: str) -> Principal:
     if cached is not None and cached[1] > now:
         return cached[0]
     with ctx.db.read() as conn:
-        row = conn.execute(select(users.c.id, users.c.username, users.c.role, users.c.device_id, sessions.c.expires_at)
+        row = conn.execute(select(users.c.id, users.c.username, users.c.role, users.c.device_id, sessions.c.expires_at,
+                                  users.c.disabled_at)
                            .select_from(sessions.join(users, users.c.id == sessions.c.user_id))
                            .where(sessions.c.token_hash == key)).first()
-    if row is None or row.expires_at < now:
+    if row is None or row.expires_at < now or row.disabled_at is not None:
         ctx.session_cache.pop(key, None)
         raise Unauthenticated("the login token is missing, unknown or expired; log in again at "
                               "POST /api/v1/auth/login")
@@ -219,7 +348,25 @@ def require(who: Principal, *roles: str) -> None:
                         "Ask an admin for access.")
 
 
-def list_audit(ctx: HubContext, limit: int = 200) -> list[dict[str, Any]]:
+def list_audit(ctx: HubContext, limit: int = 200, *, username: str | None = None, action: str | None = None,
+               target: str | None = None, since: float | None = None, until: float | None = None,
+               before_id: int | None = None) -> list[dict[str, Any]]:
+    """Newest first. ``action`` is a prefix ("user." finds user.create, user.disable...); the others are
+    exact; ``before_id`` pages back (the id of the last row of the previous page)."""
+    a = audit_log
+    query = select(a).order_by(a.c.id.desc()).limit(limit)
+    if username:
+        query = query.where(a.c.username == username)
+    if action:
+        query = query.where(a.c.action.startswith(action, autoescape=True))
+    if target:
+        query = query.where(a.c.target == target)
+    if since is not None:
+        query = query.where(a.c.at >= since)
+    if until is not None:
+        query = query.where(a.c.at <= until)
+    if before_id is not None:
+        query = query.where(a.c.id < before_id)
     with ctx.db.read() as conn:
-        rows = conn.execute(select(audit_log).order_by(audit_log.c.id.desc()).limit(limit)).all()
+        rows = conn.execute(query).all()
     return [row_dict(r) for r in rows]

@@ -154,7 +154,7 @@ def patch_channel(ctx: HubContext, who: Principal, channel_id: int, changes: dic
 
 
 def patch_group(ctx: HubContext, who: Principal, group_id: int, changes: dict[str, Any]) -> dict[str, Any]:
-    values = _given(changes, nullable=("counter_group_id",))
+    values = _given(changes, nullable=("counter_group_id", "capacity"))
     perf_ids = values.pop("performance_ids", None)
     with ctx.db.write() as conn:
         row = _row(conn, checkin_groups, group_id, "check-in group", "checkin-groups")

@@ -15,7 +15,7 @@ from sqlalchemy import Connection, delete, insert, select, update
 
 from hub.errors import Conflict, NotFound
 from hub.services.context import HubContext, Outgoing, Principal, row_dict
-from hub.tables import device_commands, devices, provisioned_devices
+from hub.tables import checkin_groups, device_commands, devices, provisioned_devices
 from protocol.envelope import reseal, seal
 from protocol.provisioning import (
     KIND_COMMAND,
@@ -130,7 +130,8 @@ def audit(ctx: HubContext, who: Principal, action: str, target: str, detail: str
 
 # -- commands -------------------------------------------------------------------------------------
 def issue_command(ctx: HubContext, who: Principal, device_id: str, name: str, timeout_s: float,
-                  args: dict[str, Any] | None = None) -> tuple[str, Outgoing]:
+                  args: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
+    """Store a new command; return its id and payload (:func:`command_envelope` makes what to publish)."""
     now = ctx.clock()
     command_id = uuid.uuid4().hex
     payload = CommandPayload(device_id=device_id, command_id=command_id, name=name,
@@ -142,7 +143,29 @@ def issue_command(ctx: HubContext, who: Principal, device_id: str, name: str, ti
                                                     expires_at=now + timeout_s))
         ctx.audit(conn, who, f"provisioning.command.{name}", device_id, f"command {command_id}, {timeout_s:.0f} s")
     log.info("command %s %s sent to %s by %s", name, command_id, device_id, who.username)
-    return command_id, (ptopics(ctx).command(device_id), seal(KIND_COMMAND, payload.model_dump(), ctx.signer))
+    return command_id, payload.model_dump()
+
+
+def pending_commands(ctx: HubContext) -> list[tuple[str, dict[str, Any]]]:
+    """Every command of an active device not answered and not expired, oldest first, as ``(device id,
+    payload)``: the hub re-sends them when their device is heard from (:mod:`hub.provisioning_link`).
+    ``rotate_credentials`` is left out: its new password lived only in the memory of the hub that sent it."""
+    now = ctx.clock()
+    with ctx.db.read() as conn:
+        rows = conn.execute(
+            select(device_commands).join(provisioned_devices,
+                                         provisioned_devices.c.device_id == device_commands.c.device_id)
+            .where(device_commands.c.done_at.is_(None), device_commands.c.expires_at > now,
+                   device_commands.c.name != "rotate_credentials", provisioned_devices.c.status == "active")
+            .order_by(device_commands.c.issued_at)).all()
+    return [(r.device_id, CommandPayload(device_id=r.device_id, command_id=r.command_id, name=r.name,
+                                         issued_at=r.issued_at, expires_at=r.expires_at, args={}).model_dump())
+            for r in rows]
+
+
+def command_envelope(ctx: HubContext, payload: dict[str, Any]) -> Outgoing:
+    """A command again (the same id: the device runs it at most once), signed with the active control key."""
+    return ptopics(ctx).command(str(payload["device_id"])), seal(KIND_COMMAND, payload, ctx.signer)
 
 
 def record_result(ctx: HubContext, res: CommandResult) -> str | None:
@@ -180,10 +203,24 @@ def command(ctx: HubContext, command_id: str) -> dict[str, Any]:
 
 
 # -- the registry and liveness --------------------------------------------------------------------
+def _heartbeat(seen: Any, hub_seq: int | None) -> dict[str, Any]:
+    """What the newest heartbeat said, and the whitelist lag: the hub's seq of the device's registered
+    group minus the seq the device holds (None: no group, or the device has not said)."""
+    if seen is None:
+        return {"state": None, "state_since": None, "health": None, "outbox": None, "set_aside": None,
+                "whitelist_seq": None, "hub_whitelist_seq": hub_seq, "whitelist_lag": None,
+                "reported_config_version": None}
+    lag = hub_seq - seen.whitelist_seq if hub_seq is not None and seen.whitelist_seq is not None else None
+    return {"state": seen.state, "state_since": seen.state_since, "health": seen.health, "outbox": seen.outbox,
+            "set_aside": seen.set_aside, "whitelist_seq": seen.whitelist_seq, "hub_whitelist_seq": hub_seq,
+            "whitelist_lag": lag, "reported_config_version": seen.config_version}
+
+
 def registry(ctx: HubContext) -> list[dict[str, Any]]:
     now = ctx.clock()
     with ctx.db.read() as conn:
         live = {r.device_id: r for r in conn.execute(select(devices))}
+        hub_seqs = {r.id: r.seq for r in conn.execute(select(checkin_groups.c.id, checkin_groups.c.seq))}
         out = []
         for d in conn.execute(select(provisioned_devices).order_by(provisioned_devices.c.device_id)):
             seen = live.get(d.device_id)
@@ -201,6 +238,7 @@ def registry(ctx: HubContext) -> list[dict[str, Any]]:
                 "birth": seen.birth if seen is not None else None,
                 "reboots": seen.reboots if seen is not None else 0,
                 "software_version": seen.version if seen is not None else None,
+                **_heartbeat(seen, hub_seqs.get(d.group_id) if d.group_id is not None else None),
                 "commands": [_command_view(c, now) for c in cmds]})
     return out
 
@@ -213,5 +251,6 @@ def sweep_offline(ctx: HubContext, default_interval: float, factor: float) -> li
                             .where(devices.c.state == "online", devices.c.heard_at.is_not(None))).all()
         silent = [r.device_id for r in rows if now - r.heard_at > factor * (r.interval or default_interval)]
         if silent:
-            conn.execute(update(devices).where(devices.c.device_id.in_(silent)).values(state="offline"))
+            conn.execute(update(devices).where(devices.c.device_id.in_(silent)).values(state="offline",
+                                                                                    state_since=now))
     return silent

@@ -26,8 +26,10 @@ def record_status(ctx: HubContext, status: GateStatus) -> None:
     if status.state == "offline":  # a Last Will knows only the state; keep what the device said before
         values = {"state": "offline", "last_seen": values["last_seen"]}
     with ctx.db.write() as conn:
-        old = conn.execute(select(devices.c.birth, devices.c.reboots)
+        old = conn.execute(select(devices.c.birth, devices.c.reboots, devices.c.state)
                            .where(devices.c.device_id == status.device_id)).first()
+        if old is None or old.state != status.state:
+            values["state_since"] = ctx.clock()  # online / offline since
         if status.birth is not None and status.state == "online":
             values["birth"] = status.birth
             if old is not None and old.birth is not None and old.birth != status.birth:  # same birth: a reconnect

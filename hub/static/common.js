@@ -30,6 +30,19 @@ export const MSG = {
 };
 
 /** "中文 English": every label and message in Simplified Chinese and English, side by side. */
+// Check-in results (protocol/reasons.py) as staff read them: [中文, English]
+export const REASONS = {
+  admitted: ["通过", "Admitted"], malformed: ["无法识别", "Unreadable"], forged: ["伪造票", "Forged"],
+  unknown: ["无此票", "Unknown ticket"], revoked: ["已退或作废", "Refunded or void"],
+  wrong_performance: ["非本场次", "Wrong performance"], wrong_channel: ["通道不符", "Wrong channel"],
+  too_early: ["未到检票时间", "Too early"], too_late: ["演出已结束", "Too late"],
+  already_used: ["此票已检", "Already used"], daily_limit: ["今日已入场", "Daily limit"],
+  cooldown: ["刚刚已入场", "Cool-down"], no_reentry: ["不可再次入场", "No re-entry"],
+  still_inside: ["尚未离场", "Still inside"], latecomer: ["迟到", "Latecomer"], not_today: ["今日不可用", "Not today"],
+  channel_closed: ["通道已关闭", "Channel closed"], annulled: ["入场已撤销", "Entry annulled"],
+  exit: ["出场", "Exit"], emergency: ["紧急疏散", "Emergency"],
+};
+
 export function t(zh, en) { return `${zh} ${en}`; }
 /** "中文。 / English.": a sentence in both languages. */
 export function say(zh, en) { return `${zh} / ${en}`; }

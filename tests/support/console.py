@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from tests.support.browser import ARTIFACTS, chromium
 from tests.support.processes import HubProcess
@@ -51,9 +52,13 @@ def login(page: Page, hub: HubProcess, username: str, password: str, next_path: 
     page.fill("#password", password)
     page.click("#login-button")
     if next_path:
-        page.wait_for_url(f"**{next_path}", timeout=5000)
+        # the login page's own URL ends with ?next=<next_path>: wait for the path itself, not a glob
+        page.wait_for_url(lambda url: urlsplit(url).path == next_path, timeout=5000)
     else:
         page.wait_for_function("() => sessionStorage.getItem('console.token') !== null", timeout=5000)
+        # roles without the emergency board go on to their own page (console-nav.js): wait until they are there
+        page.wait_for_function("() => location.pathname !== '/console' || !document.querySelector('nav').hidden",
+                               timeout=5000)
 
 
 def console_page(browser: Browser, hub: HubProcess, role: str, *, username: str | None = None,
