@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import getpass
 import json
 import logging
+import signal
+import socket
 import sys
+from collections.abc import Generator
 from pathlib import Path
 
 import uvicorn
@@ -48,6 +52,30 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+class _Server(uvicorn.Server):
+    """uvicorn's server, ending the live streams (``GET /api/v1/live/stream``) first when it stops.
+
+    uvicorn stops accepting, then waits up to ``timeout_graceful_shutdown`` for open responses before it runs
+    the lifespan shutdown; an event stream never finishes by itself, so it would be cancelled after the
+    timeout (an ERROR, a cut-off chunked body). Closing the feed first sends every stream ``end: stopping``
+    and lets it finish; the lifespan's own ``feed.close()`` is then a no-op."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        """As uvicorn's, but a SIGTERM that stopped the hub gracefully is not raised again afterwards: the
+        hub exits 0 (uvicorn re-raises it, and the process would die of it with -15)."""
+        with super().capture_signals():
+            yield
+            self._captured_signals = [s for s in self._captured_signals if s != signal.SIGTERM]
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        app = self.config.app
+        feed = getattr(getattr(app, "state", None), "live", None)
+        if feed is not None:
+            feed.close()
+        await super().shutdown(sockets)
+
+
 async def _serve(settings: Settings) -> None:
     from hub.app import create_app
 
@@ -58,7 +86,7 @@ async def _serve(settings: Settings) -> None:
                             ssl_certfile=http.tls_cert_file, ssl_keyfile=http.tls_key_file,  # None: plain HTTP
                             # handhelds hold TLS keep-alive connections: a stop must not wait on them
                             timeout_graceful_shutdown=2)
-    server = uvicorn.Server(config)
+    server = _Server(config)
     serving = asyncio.create_task(server.serve())
     # systemd READY=1 once HTTP listens: uvicorn sets `started` after the lifespan startup (database migrated and
     # open, keys loaded) and the bind, before which it serves nothing; STOPPING=1 when it begins to shut down

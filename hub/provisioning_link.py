@@ -199,7 +199,8 @@ class ProvisioningLink:
             if p.payload["name"] == "rotate_credentials" and (
                     command_id not in self._rotations
                     or now > float(p.payload["expires_at"]) - max(2 * self.options.command_resend, 5.0)):
-                continue  # not near its end: a device clock behind the hub's must not store a password dropped here
+                continue  # its password gone, or near its end: a device whose clock is behind the hub's
+                # must not store a password the hub drops (the old one stays at the broker)
             if now >= float(p.payload["expires_at"]):
                 del self._pending[command_id]
                 continue

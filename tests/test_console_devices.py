@@ -3,8 +3,9 @@
 A real printer enrols (``python -m printer_agent --bootstrap``, as :mod:`tests.test_printer_enrolment`
 starts it): an ops user sees its request with the key fingerprint, approves it by typing that
 fingerprint, watches it come online with its config applied, runs diagnostics and credential rotation
-and sees their results, restarts it (the printer really exits and goes offline), and revokes a device
-after a confirmation naming it. A registered stand-in gate reports its heartbeat over MQTT: the page
+and sees their results, restarts it (the printer really exits and goes offline), sends it a command while
+it is down (pending until it is back; the hub sends it again then and it runs), and revokes a device after
+a confirmation naming it. A registered stand-in gate reports its heartbeat over MQTT: the page
 shows its broken part, its outbox and how far its whitelist lags behind the hub's (the API's figure).
 Screenshots at 1280x800 and on a tablet go to ``test-artifacts/console/devices/``.
 """
@@ -35,6 +36,11 @@ from tests.support.scenario import Show, sell
 
 class PrinterProcess(_Process):
     name = "printer"
+    args: list[str]
+
+    def start(self) -> None:
+        """Start it (again, as its supervisor does after a restart: the identity it enrolled with stays)."""
+        self._spawn(self.args)
 
 
 def start_printer(tmp_path: Path, broker: Mosquitto, hub: HubProcess, serial: str) -> PrinterProcess:
@@ -50,7 +56,8 @@ def start_printer(tmp_path: Path, broker: Mosquitto, hub: HubProcess, serial: st
     config = tmp_path / "printer.toml"
     config.write_text(f'data_dir = "{tmp_path / "data"}"\nstatus_interval = 0.5\n[printer]\nkind = "dummy"\n')
     printer = PrinterProcess(tmp_path / "proc")
-    printer._spawn(["-m", "printer_agent", "--config", str(config), "--bootstrap", str(bootstrap)])
+    printer.args = ["-m", "printer_agent", "--config", str(config), "--bootstrap", str(bootstrap)]
+    printer.start()
     return printer
 
 
@@ -181,6 +188,19 @@ def test_ops_approve_a_printer_run_its_commands_and_revoke_a_device(
             expect(printer_row).to_contain_text("离线 Offline 自 since", timeout=15_000)
             expect(page.locator("#command-rows")).to_contain_text("成功 OK")
             shot(page, "devices", "04-restarted-offline")
+
+            # A command to the printer while it is down does not vanish: it waits for the printer, and the hub
+            # sends it again when the printer is back (its supervisor starts it), which runs it once.
+            page.get_by_role("button", name="诊断 Diagnostics").click()
+            expect(page.locator("#command-msg")).to_contain_text("the command is pending until it is back")
+            expect(page.locator("#command-rows")).to_contain_text("待设备上线 until the device is back online",
+                                                                  timeout=10_000)  # at the next 5 s refresh
+            shot(page, "devices", "04b-pending-until-back-online")
+            printer.start()
+            expect(page.locator("#command-msg")).to_contain_text("printer-30 did 诊断 Diagnostics: OK", timeout=25_000)
+            expect(facts.locator("dt", has_text=re.compile("^birth$"))).to_have_count(1)
+            expect(printer_row).to_contain_text("在线 Online", timeout=15_000)
+            assert "sent again" in hub.logs(), hub.logs()[-2000:]
 
             # Revoking asks for a reason, naming the device; cancelling changes nothing.
             page.click("#revoke")

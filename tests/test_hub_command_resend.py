@@ -23,7 +23,7 @@ from tests.hubkit import ADMIN_PASSWORD, Hub, run_hub
 from tests.support.broker import Mosquitto
 from tests.support.net import wait_for
 from tests.test_hub_mqtt import receive
-from tests.test_hub_provisioning import P, TOPICS, Device, enroll, get, mqtt, open_signed
+from tests.test_hub_provisioning import TOPICS, Device, P, enroll, get, mqtt, open_signed
 
 hub_at = contextmanager(run_hub)
 RESEND = 0.5
@@ -43,7 +43,7 @@ def rhub_fixture(tmp_path: Path, broker: Mosquitto) -> Iterator[Hub]:
 
 
 def online() -> bytes:
-    return dump_message(GateStatus(device_id="gate-7", state="online", at=time.time(), interval=5))
+    return dump_message(GateStatus(device_id="gate-7", state="online", at=time.time(), group_id=3, interval=5))
 
 
 async def heartbeat_until_command(hub: Hub, client: aiomqtt.Client, within: float = 5.0) -> CommandPayload:

@@ -22,7 +22,8 @@ def check(h: Hub, token: str, channel: int, headers: dict[str, str] | None = Non
 
 def test_health_and_keys_need_no_login(hub: Hub) -> None:
     assert hub.client.get("/api/v1/health").json() == {"status": "ok",
-                                                        "tasks": {"mqtt-bridge": "ok", "wal-checkpoint": "ok"}}
+                                                        "tasks": {"mqtt-bridge": "ok", "wal-checkpoint": "ok",
+                                                                  "live-feed": "ok"}}
     keys = hub.client.get("/api/v1/keys").json()["keys"]
     assert {k: v["purposes"] for k, v in keys.items()} == {"1": ["ticket"], "2": ["control"]}
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import queue
+import signal
 import threading
 import time
 import uuid
@@ -246,6 +247,22 @@ def test_filters_narrow_the_stream_to_one_zone(hub_process: HubProcess, broker: 
     assert len(hub.call("GET", "/live/snapshot", params={"performance_id": show.performance_id})["scans"]) == 2
 
 
+def test_an_online_check_from_a_handheld_shows_on_the_stream(hub_process: HubProcess, show: Show) -> None:
+    hub = hub_process
+    ticket = sell(hub, show)
+    stream = LiveStream(hub.base_url, token_for(hub, "security"))
+    try:
+        stream.next("snapshot")
+        answer = hub.call("POST", "/checkins/online", json={"token": ticket["token"], "channel_id": show.channel_id})
+        assert answer["reason"] == "admitted"
+        scans = stream.next("scans")
+        assert [(s["event_id"], s["reason"], s["source"]) for s in scans["scans"]] == [
+            (answer["event_id"], "admitted", "online")]
+        assert minutes_total(scans["admissions"]["by_channel"]) == 1
+    finally:
+        stream.close()
+
+
 def test_the_stream_ends_after_max_s_and_refuses_bad_input(hub_process: HubProcess) -> None:
     hub = hub_process
     stream = LiveStream(hub.base_url, token_for(hub, "ops"), {"max_s": 0.5})
@@ -283,3 +300,28 @@ def test_a_zone_capacity_is_bounded_and_can_be_cleared(hub_process: HubProcess, 
     assert hub.call("PATCH", path, json={"name": "Main hall 主厅"})["capacity"] == 0  # omitted: unchanged
     assert hub.call("PATCH", path, json={"capacity": None})["capacity"] is None  # null: not set
     assert [z["capacity"] for z in hub.call("GET", "/live/snapshot")["zones"]] == [None]
+
+
+def test_a_hub_stopping_with_open_streams_ends_them_and_exits_cleanly(hub_process: HubProcess) -> None:
+    """SIGTERM with two streams open: each gets ``end: stopping`` and closes at once, and the hub exits 0 well
+    within uvicorn's graceful-shutdown timeout (2 s) with no ERROR logged (not "Cancel 2 running task(s)")."""
+    hub = hub_process
+    streams = [LiveStream(hub.base_url, token_for(hub, role)) for role in ("manager", "viewer")]
+    try:
+        for stream in streams:
+            stream.next("snapshot")
+        assert hub.proc is not None
+        started = time.monotonic()
+        hub.proc.send_signal(signal.SIGTERM)
+        for stream in streams:
+            assert stream.next("end", timeout=5) == {"reason": "stopping"}
+            stream.next("closed", timeout=5)
+        code = hub.proc.wait(timeout=5)
+        took = time.monotonic() - started
+    finally:
+        for stream in streams:
+            stream.close()
+    logs = hub.logs() + hub.output()
+    assert code == 0, logs[-3000:]
+    assert took < 1.9, f"took {took:.1f} s to stop:\n{logs[-3000:]}"
+    assert [line for line in logs.splitlines() if "ERROR" in line or "Traceback" in line] == [], logs[-3000:]

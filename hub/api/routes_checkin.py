@@ -79,8 +79,9 @@ async def online_check(body: OnlineCheckIn, request: Request, ctx: Ctx, who: Che
         device_id = checkins.device_of(ctx, who, body.device_id)  # from the login, never from the body
         channel_id = registry.online_channel(ctx, request.app.state.bridge.trust.security, device_id,
                                              body.channel_id)
-        return OnlineCheckOut(**checkins.online_check(ctx, body.token, channel_id, device_id,
-                                                      event_id=body.event_id))
+        answer = checkins.online_check(ctx, body.token, channel_id, device_id, event_id=body.event_id)
+    request.app.state.live.checked_online(answer["event_id"])  # the live page shows it like any stored scan
+    return OnlineCheckOut(**answer)
 
 
 @router.get("/checkins", tags=["checkins"])

@@ -220,6 +220,10 @@ class LiveFeed:
         """An ingest transaction holding ``batches`` committed (some events may be duplicates)."""
         self._soon(self._add_ids, [e.event_id for b in batches for e in b.events])
 
+    def checked_online(self, event_id: str) -> None:
+        """A handheld's online check was decided and stored (POST /checkins/online)."""
+        self._soon(self._add_ids, [event_id])
+
     def devices_changed(self) -> None:
         self._soon(self._nudge_devices)
 
@@ -309,6 +313,9 @@ class LiveFeed:
                     await self._flush_devices()
                 except Exception:
                     log.exception("live feed: reading devices failed; will retry")
+        # closed (the hub stops, its streams ended): nothing more to read; wait to be cancelled, as a supervised
+        # task must not return
+        await asyncio.get_running_loop().create_future()
 
     def _is_new(self, row: dict[str, Any], handed: float) -> bool:
         """Stored by this transaction, not re-sent: not seen before in this process, not stored before it
