@@ -18,7 +18,8 @@ chart of one performance. Next to them, the raw limits of the same database in t
 ``sum(persons)`` over the whole table (every row read) and over one performance's rows. Then the full
 detail as XLSX (every row, hub/services/report_export.py ``export_to_file``), with the wall time and the
 peak RSS of this process (psutil, sampled every 20 ms, and ``ru_maxrss``; the export runs in-process as in
-the hub's worker thread; bench/report_export.py measures it through a real hub process). Goals: summary
+the hub's worker thread; bench/report_export.py measures it through a real hub process) and, as its floor,
+XlsxWriter alone writing rows of the same 16 cells. Goals: summary
 <= 200 ms, detail page <= 50 ms. Prints one JSON object as its last line.
 """
 
@@ -50,6 +51,9 @@ from hub.services.reports import ReportFilters
 from hub.tables import channels, checkin_events, checkin_groups, performances, ticket_types, venues
 from protocol.reasons import Reason
 from tests.support.postgres import PostgresServer, server_bin
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from report_export import raw_xlsx_rows_per_s
 
 PERFORMANCES, GROUPS, CHANNELS_PER_GROUP, DEVICES, TYPES = 20, 4, 2, 40, 4
 CHUNK = 20_000
@@ -264,6 +268,8 @@ def export(db: Database, tmp: Path) -> dict[str, Any]:
     size = path.stat().st_size
     path.unlink()
     return {"rows": rows, "seconds": round(seconds, 1), "rows_per_s": round(rows / seconds),
+            # the floor: XlsxWriter alone writing rows of the same 16 cells, no database, same process, same run
+            "raw_xlsxwriter_rows_per_s": round(raw_xlsx_rows_per_s(tmp)),
             "bytes": size, "rss_before_mb": round(before / 2**20, 1),
             "peak_rss_mb": round(peak / 2**20, 1), "peak_rss_growth_mb": round((peak - before) / 2**20, 1),
             # the process's lifetime peak (the load's chunks included): grows only if the export set a new peak
