@@ -118,8 +118,15 @@ def migrate(conn: sqlite3.Connection, schema: StoreSchema, path: Path | str) -> 
 
 
 def private_sqlite(path: Path) -> None:
-    """Create ``path`` 0600 if missing and make it and its -wal/-shm files 0600 (stores hold personal data)."""
-    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    """Create ``path`` 0600 if missing and make it and its -wal/-shm files 0600 (stores hold personal data).
+
+    An existing file is only chmod-ed, never opened: closing any descriptor of a file drops every POSIX lock
+    this process holds on it, SQLite's included, and another process's connection closing next would then
+    think it the last one and delete the -wal and -shm files under the open connections here."""
+    try:
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
     for part in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
         if part.exists():
             os.chmod(part, 0o600)

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator
@@ -45,7 +44,15 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from confkit.storeschema import StoreSchema, UnknownStoreLayout, add_column, columns, migrate, tables
+from confkit.storeschema import (
+    StoreSchema,
+    UnknownStoreLayout,
+    add_column,
+    columns,
+    migrate,
+    private_sqlite,
+    tables,
+)
 from protocol.cards import CardEntry
 from protocol.decision import UsageHistory
 from protocol.errors import ProtocolError
@@ -104,14 +111,6 @@ _INSERT_USAGE = "INSERT OR IGNORE INTO usage_events VALUES (?, ?, ?, ?, ?, ?, ?,
 _UNECHOED = "(echo_seq IS NULL OR echo_seq > ?)"
 log = logging.getLogger(__name__)
 CARD_EVENTS_KEPT_S = 2 * 86400  # echoed card events stay this long: the card's last entry, for cool-downs
-
-
-def private_sqlite(path: Path) -> None:
-    """Create ``path`` 0600 if missing and make it and its -wal/-shm files 0600 (they hold personal data)."""
-    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
-    for part in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
-        if part.exists():
-            os.chmod(part, 0o600)
 
 
 def _entry_row(e: WhitelistEntry) -> tuple[int, int, int, int, int, int, str | None]:

@@ -8,7 +8,6 @@ the rows they change with ``SELECT ... FOR UPDATE``, so a second hub process wou
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,17 +19,10 @@ from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
+from confkit.storeschema import private_sqlite
+
 log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).parent / "migrations"
-
-
-def private_sqlite(path: Path) -> None:
-    """Create the SQLite file 0600 if missing; make it and its -wal/-shm files 0600 (holders' phones and ID
-    numbers, session hashes). SQLite gives new -wal/-shm files the database file's mode."""
-    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
-    for part in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
-        if part.exists():
-            os.chmod(part, 0o600)
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

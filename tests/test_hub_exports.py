@@ -15,6 +15,7 @@ from urllib.parse import quote
 
 import httpx
 import openpyxl
+import psutil
 import pytest
 
 from hub.services.context import Principal
@@ -246,3 +247,27 @@ def test_nothing_survives_a_restart(hub_process: HubProcess, show: Show) -> None
     hub_process.start()
     assert hub_process.api.get(f"/reports/exports/{export_id}").status_code == 404
     assert not (hub_process.workdir / "exports" / f"{export_id}.csv").exists()
+
+
+def test_an_export_runs_in_its_own_process_and_a_killed_one_fails_with_what_to_do(
+        hub_process: HubProcess, show: Show) -> None:
+    fill(hub_process, show, 100_000, [show.channel_id])
+    finance = client_as(hub_process, "finance")
+    big = start(finance, "checkin_detail", "xlsx")
+    assert hub_process.proc is not None
+    hub = psutil.Process(hub_process.proc.pid)
+
+    def worker() -> psutil.Process | None:
+        job = finance.get(f"/reports/exports/{big}").json()
+        assert job["state"] in ("queued", "running"), job
+        if job["rows_done"] == 0:
+            return None
+        return next((c for c in hub.children() if "spawn_main" in " ".join(c.cmdline())), None)
+
+    child = wait_for(worker, timeout=60, interval=0.1, what="the export's worker process writing rows")
+    child.kill()  # out of memory, or an operator's kill -9
+    job = finished(finance, big)
+    assert job["state"] == "failed" and "try again" in job["error"] and "请重试" in job["error_zh"], job
+    assert not list((hub_process.workdir / "exports").iterdir())  # its partial file went with it
+    assert finished(finance, start(finance, "sales", "csv"))["state"] == "done"  # the next one works
+    assert "ended with exit code -9" in hub_process.logs()

@@ -1,4 +1,5 @@
-"""Export jobs: a report written to a file by a worker thread, never on the event loop.
+"""Export jobs: a report written to a file by a child process (followed from a pool thread), never on the
+event loop nor in the hub's interpreter.
 
     jobs = ExportJobs(ctx, data_dir / "exports")
     job = jobs.start(who, "checkin_detail", "xlsx", ReportFilters(performance_id=1))   # queued at once
@@ -36,7 +37,8 @@ from typing import Literal
 from hub.errors import KioskError
 from hub.services import reports
 from hub.services.context import HubContext, Principal
-from hub.services.report_export import REPORTS, Cancelled, export_to_file
+from hub.services.export_worker import ExportWorker
+from hub.services.report_export import REPORTS
 from hub.services.reports import ReportFilters
 from protocol.localtime import zone
 
@@ -48,6 +50,7 @@ MAX_PER_USER = 2
 KEEP_SECONDS = 3600.0
 TICKET_SECONDS = 60.0
 SWEEP_EVERY = 60.0
+PROGRESS_POLL = 0.2  # seconds between reads of a running export's row counter
 State = Literal["queued", "running", "done", "failed", "cancelled"]
 MEDIA_TYPES = {
     "csv": "text/csv; charset=utf-8",
@@ -159,32 +162,44 @@ class ExportJobs:
         return job
 
     def _run(self, job: ExportJob) -> None:
+        """In a pool thread: start the export's child process (hub.services.export_worker) and follow it."""
         if job.cancel.is_set() or self._closed.is_set():
             self._finish(job, "cancelled")
             return
         job.state = "running"
-
-        def progress(done: int, total: int | None) -> None:
-            if job.cancel.is_set() or self._closed.is_set():
-                raise Cancelled
-            job.rows_done, job.rows_total = done, total
-
-        partial = job.path.with_name(job.path.name + ".part")
+        # the child writes in a directory of its own: XlsxWriter's temporary files go there too, and a child
+        # that is killed leaves nothing behind once it is removed
+        work = job.path.with_name(job.path.name + ".work")
+        partial = work / job.path.name
+        worker: ExportWorker | None = None
+        outcome: State = "failed"
         try:
+            work.mkdir(mode=0o700)
             os.close(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))  # writers keep the mode
-            rows = export_to_file(self.ctx, job.report, job.format, job.filters, partial, progress)
-            os.replace(partial, job.path)
-            job.rows_done, job.size = rows, job.path.stat().st_size
-            self._finish(job, "done")
-        except Cancelled:
-            self._finish(job, "cancelled")
+            url = self.ctx.db.engine.url.render_as_string(hide_password=False)
+            worker = ExportWorker.start(url, job.report, job.format, job.filters.model_dump_json(), partial,
+                                        self.clock())
+            while worker.running(PROGRESS_POLL):
+                job.rows_done, job.rows_total = worker.progress()
+                if job.cancel.is_set() or self._closed.is_set():
+                    worker.cancel()
+            job.rows_done, job.rows_total = worker.progress()  # the last count, written as the child ended
+            outcome = worker.outcome()
+            if outcome == "done":
+                os.replace(partial, job.path)
+                job.size = job.path.stat().st_size
+            elif outcome == "failed":
+                job.error = "The export failed; try again, and if it fails again tell ops (the hub's log has why)"
         except Exception as exc:  # the user sees what to do; the log has the traceback
             log.exception("export %s (%s %s) failed", job.id, job.report, job.format)
             job.error = f"The export failed ({type(exc).__name__}); try again, and if it fails again tell ops"
-            job.error_zh = "导出失败,请重试;如仍失败请联系运维人员"
-            self._finish(job, "failed")
         finally:
-            partial.unlink(missing_ok=True)
+            if worker is not None:
+                worker.kill()  # only if still alive (this thread was interrupted)
+            shutil.rmtree(work, ignore_errors=True)
+        if outcome == "failed":
+            job.error_zh = "导出失败,请重试;如仍失败请联系运维人员"
+        self._finish(job, outcome)
 
     def _finish(self, job: ExportJob, state: State) -> None:
         job.state, job.finished_at = state, self.clock()

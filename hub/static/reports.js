@@ -167,7 +167,9 @@ function currentFilters() {
 }
 
 function onReset() {
-  $("filters").reset();
+  // not form.reset(): the button's id "reset" shadows that method on the form
+  HTMLFormElement.prototype.reset.call($("filters"));
+  for (const id of FILTER_INPUTS) clearInvalid($(id));
   fillChannels();
   state.zone = inputZone();
   apply();
@@ -244,7 +246,8 @@ function explain(err) {
 async function loadAll(run) {
   show($("report-error"), "");
   $("report-status").textContent = say("正在载入…", "Loading…");
-  $("apply").disabled = true;
+  // "Show" stays enabled (disabling it would drop the focus); a newer load simply replaces this one
+  $("filters").setAttribute("aria-busy", "true");
   const q = qs(state.applied);
   const jobs = [
     api("GET", "/reports/checkins/summary" + q).then((d) => { if (run === state.run) drawSummary(d); }),
@@ -254,7 +257,7 @@ async function loadAll(run) {
   ];
   const results = await Promise.allSettled(jobs);
   if (run !== state.run) return;
-  $("apply").disabled = false;
+  $("filters").setAttribute("aria-busy", "false");
   const failed = results.find((r) => r.status === "rejected");
   if (failed) {
     show($("report-error"), explain(failed.reason));
@@ -301,18 +304,23 @@ function turnPage(step) {
     state.cursors.pop();
   }
   show($("report-error"), "");
+  const clicked = step > 0 ? $("next-page") : $("prev-page");
+  const other = step > 0 ? $("prev-page") : $("next-page");
   loadDetail(state.run, false).then(() => {
-    // keep the focus on a button that still works; else on the other one
-    const active = document.activeElement;
-    if (active && active.disabled) (step > 0 ? $("prev-page") : $("next-page")).focus();
+    // the first or last page disables the button pressed: move the focus to the other one, not to the page
+    if (clicked.disabled && (document.activeElement === clicked || document.activeElement === document.body)) {
+      other.focus();
+    }
   });
 }
 
 function setPager() {
   const page = state.cursors.length;
   const size = Number($("page-size").value);
-  $("prev-page").disabled = state.detailBusy || page < 2;
-  $("next-page").disabled = state.detailBusy || !state.nextCursor;
+  // not disabled while a page loads (the focus would fall off the button): turnPage ignores the click instead
+  $("prev-page").disabled = page < 2;
+  $("next-page").disabled = !state.nextCursor;
+  $("detail-table").setAttribute("aria-busy", state.detailBusy ? "true" : "false");
   const pages = state.total === null ? null : Math.max(1, Math.ceil(state.total / size));
   $("page-label").textContent = pages === null ? t(`第 ${page} 页`, `Page ${page}`)
     : t(`第 ${page} 页,共 ${fmtNumber(pages)} 页`, `Page ${page} of ${fmtNumber(pages)}`);
@@ -468,7 +476,7 @@ function drawChart(data) {
   const spansDays = buckets.length > 0
     && fmtDateTime(buckets[0]).slice(0, 10) !== fmtDateTime(buckets[buckets.length - 1] + size - 1).slice(0, 10);
   $("chart-bucket").textContent = buckets.length ? bucketName(size) : "";
-  const W = 760, H = 260, L = 48, R = 12, T = 12, B = 30;
+  const W = 1000, H = 280, L = 48, R = 12, T = 12, B = 30;
   const n = Math.max(1, buckets.length);
   const stackTop = buckets.map((_, i) => series.reduce((sum, s) => sum + Math.max(0, s.values[i] || 0), 0));
   const top = niceCeil(Math.max(1, ...stackTop));
