@@ -5,7 +5,7 @@
 // filters (hub/services/reports.py ReportFilters). Times are shown in the venue's zone the API names, and the
 // From/Until boxes are read in that zone too.
 import {
-  $, api, el, fillRows, fmtNumber, mountShell, qs, say, show, t,
+  $, api, el, fillRows, fmtNumber, mountShell, qs, REASONS, say, show, t,
 } from "/console/common.js";
 import { mountExports } from "/console/report-exports.js";
 
@@ -13,18 +13,6 @@ const SVG = "http://www.w3.org/2000/svg";
 const DEFAULT_ZONE = "Asia/Shanghai";
 const DEVICE_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
 const COLOURS = 8; // .s0 … .s7 in reports.css
-// Short labels of the reason codes (protocol/reasons.py), as on the Box office page.
-const REASONS = {
-  admitted: ["通过", "Admitted"], malformed: ["无法识别", "Unreadable"], forged: ["伪造票", "Forged"],
-  unknown: ["无此票", "Unknown ticket"], revoked: ["已退或作废", "Refunded or void"],
-  wrong_performance: ["非本场次", "Wrong performance"], wrong_channel: ["通道不符", "Wrong channel"],
-  too_early: ["未到检票时间", "Too early"], too_late: ["演出已结束", "Too late"],
-  already_used: ["此票已检", "Already used"], daily_limit: ["今日已入场", "Daily limit"],
-  cooldown: ["刚刚已入场", "Cool-down"], no_reentry: ["不可再次入场", "No re-entry"],
-  still_inside: ["尚未离场", "Still inside"], latecomer: ["迟到", "Latecomer"], not_today: ["今日不可用", "Not today"],
-  channel_closed: ["通道已关闭", "Channel closed"], annulled: ["入场已撤销", "Entry annulled"],
-  exit: ["出场", "Exit"], emergency: ["紧急疏散", "Emergency"],
-};
 const SOURCES = { serial: ["扫码枪", "Scanner"], qr: ["摄像头扫码", "Camera QR"], nfc: ["NFC 卡", "NFC tag"],
   online: ["在线核验", "Online check"], keyboard: ["手工输入", "Typed in"] };
 const TEXT_KEYS = new Set(["performance", "group", "channel", "ticket_type", "device_id", "reason", "direction",

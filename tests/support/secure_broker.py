@@ -16,7 +16,7 @@ import aiomqtt
 from provisioning.broker import BrokerAdmin
 from provisioning.broker_config import BrokerConfig, write_broker_config
 from provisioning.tls import TlsClient, make_ca, make_server_cert
-from tests.support.net import free_port, port_open, stop_process, wait_for
+from tests.support.net import free_ports, port_open, stop_process, wait_for
 
 
 class SecureMosquitto:
@@ -29,8 +29,7 @@ class SecureMosquitto:
         self.binary = binary
         self.workdir = workdir
         self.prefix = prefix
-        self.port = free_port()
-        self.tls_port = free_port()
+        self.port, self.tls_port = free_ports(2)
         self.admin_user = "admin"
         self.admin_password = secrets.token_urlsafe(18)
         tls_dir = workdir / "tls"
