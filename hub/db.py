@@ -60,17 +60,48 @@ def migrate(engine: Engine) -> None:
     log.info("database schema is at the newest revision")
 
 
+class WriterLock:
+    """One writer at a time, and an urgent writer (an online check a handheld waits on, with a 500 ms budget)
+    goes before every ordinary one waiting (ingest, sales, reports' audit rows): it waits for at most the
+    transaction under way, never behind a queue of them."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._held = False
+        self._urgent = 0  # urgent writers waiting
+
+    @contextmanager
+    def hold(self, urgent: bool = False) -> Iterator[None]:
+        with self._cond:
+            if urgent:
+                self._urgent += 1
+            try:
+                while self._held or (not urgent and self._urgent):
+                    self._cond.wait()
+            finally:
+                if urgent:
+                    self._urgent -= 1
+            self._held = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._held = False
+                self._cond.notify_all()
+
+
 class Database:
     """The engine plus a process-wide writer lock (SQLite allows one writer at a time anyway)."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self._write_lock = threading.Lock()
+        self._write_lock = WriterLock()
         self._writer: Connection | None = None  # one long-lived connection for writes: no pool checkout
 
     @contextmanager
-    def write(self) -> Iterator[Connection]:
-        with self._write_lock:
+    def write(self, urgent: bool = False) -> Iterator[Connection]:
+        """A write transaction; ``urgent``: go before the ordinary writers waiting (online checks only)."""
+        with self._write_lock.hold(urgent):
             if self._writer is None or self._writer.invalidated or self._writer.closed:
                 self._writer = self.engine.connect()
             with self._writer.begin():
@@ -89,7 +120,7 @@ class Database:
             conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
 
     def dispose(self) -> None:
-        with self._write_lock:
+        with self._write_lock.hold():
             if self._writer is not None:
                 self._writer.close()
                 self._writer = None

@@ -98,7 +98,7 @@ def online_check(ctx: HubContext, token_text: str, channel_id: int, device_id: s
     now = ctx.clock()
     event_id = event_id or uuid.uuid4().hex
     outgoing: list[Outgoing] = []
-    with ctx.db.write() as conn:
+    with ctx.db.write(urgent=True) as conn:  # a handheld waits: before the ordinary writers waiting
         if (earlier := _earlier_answer(conn, event_id)) is not None:
             return _signed(ctx, device_id, *earlier)
         group_id, decision, scope = _decide(ctx, conn, token, channel_id, error, now)
