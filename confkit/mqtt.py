@@ -26,6 +26,8 @@ from pathlib import Path
 from typing import NoReturn
 
 import aiomqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from confkit import MqttConfig
 from protocol.topics import Topics
@@ -44,14 +46,20 @@ def tls_context(ca_file: str | Path | None = None) -> ssl.SSLContext:
 def client(host: str, port: int, identifier: str, *, will: aiomqtt.Will | None = None, username: str = "",
            password: str = "", keepalive: int = 10, tls: bool = False, tls_ca: str | Path | None = None,
            timeout: float = 5, max_inflight_messages: int | None = None,
-           max_queued_incoming_messages: int | None = None) -> aiomqtt.Client:
+           max_queued_incoming_messages: int | None = None, session_expiry: int = 0) -> aiomqtt.Client:
     """An MQTT v5 client, with a Last Will when given one; TLS against ``tls_ca`` when asked
     (:func:`tls_context`); TCP_NODELAY, because a confirmation sent right after a PUBACK would otherwise
-    wait ~40 ms for the broker's delayed ACK."""
+    wait ~40 ms for the broker's delayed ACK. ``session_expiry`` > 0: a persistent session (clean start
+    off) that the broker keeps that many seconds after a disconnect, with its subscriptions and the QoS 1
+    messages that arrived meanwhile; 0: a clean session on every connect."""
+    properties = None
+    if session_expiry > 0:
+        properties = Properties(PacketTypes.CONNECT)
+        properties.SessionExpiryInterval = session_expiry
     return aiomqtt.Client(
         host, port, identifier=identifier, username=username or None, password=password or None,
-        protocol=aiomqtt.ProtocolVersion.V5, will=will, keepalive=keepalive, clean_start=True, timeout=timeout,
-        tls_context=tls_context(tls_ca) if tls else None,
+        protocol=aiomqtt.ProtocolVersion.V5, will=will, keepalive=keepalive, clean_start=session_expiry <= 0,
+        properties=properties, timeout=timeout, tls_context=tls_context(tls_ca) if tls else None,
         max_inflight_messages=max_inflight_messages, max_queued_incoming_messages=max_queued_incoming_messages,
         socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)])
 

@@ -122,7 +122,8 @@ class MqttBridge:
         will = aiomqtt.Will(self.ctx.topics.hub_presence(s.client_id), self._presence("offline"), qos=1, retain=True)
         return mqtt.client(s.host, s.port, s.client_id, will=will, username=s.username,
                            password=s.password.get_secret_value(), keepalive=60, tls=s.tls, tls_ca=s.ca_file,
-                           timeout=10, max_inflight_messages=200, max_queued_incoming_messages=100_000)
+                           timeout=10, max_inflight_messages=200, max_queued_incoming_messages=100_000,
+                           session_expiry=s.session_expiry)  # persistent: in flight when it died, delivered after
 
     async def _connection_loop(self) -> None:
         """The shared reconnect loop (:func:`confkit.mqtt.reconnecting`), backoff 0.25 s doubling to 10 s."""

@@ -42,6 +42,10 @@ class MqttSettings(_Section):
                                        "{prefix}/hub/presence/<client_id> (retained online/offline, its Last Will)")
     username: str = Field("", description="broker user name; empty for anonymous")
     password: SecretStr = Field(SecretStr(""), description="broker password; never logged")
+    session_expiry: int = Field(3600, ge=0, le=7 * 86400,
+                                description="seconds the broker keeps the hub's session after it goes away: what "
+                                            "devices send meanwhile reaches the hub when it is back (0: clean "
+                                            "session on every connect)")
     tls: bool = Field(False, description="connect to the broker's TLS listener (e.g. port 8883)")
     ca_file: Path | None = Field(None, description="venue CA (PEM) the broker's certificate must chain to; "
                                                    "unset with tls = true: the system's CAs")
