@@ -232,7 +232,10 @@ async def gates_main(port: int, plans: dict[str, Plan], conn: Any, ack_seconds: 
     await asyncio.get_running_loop().run_in_executor(None, conn.recv)  # "go"
     go.set()
     results = await asyncio.gather(*tasks, return_exceptions=True)
-    failed = [r for r in results if isinstance(r, BaseException)]
+    failed = [r for r in results if isinstance(r, BaseException)]  # reported: gates_failed, first_error
+    for device, r in zip(plans, results, strict=True):
+        if isinstance(r, BaseException):
+            print(f"gate {device} failed: {r!r}", file=sys.stderr)
     total = sum(len(ids) for plan in plans.values() for ids, _ in plan)
     return {"events": total, "batches": sum(len(p) for p in plans.values()), "acked": len(acked),
             "lost": total - len(acked), "gates_failed": len(failed),
