@@ -83,6 +83,9 @@ async def _serve(settings: Settings) -> None:
     http = settings.http
     config = uvicorn.Config(app, host=http.host, port=http.port, log_config=None,
                             http="httptools", lifespan="on", access_log=False,
+                            # X-Forwarded-For only from the load balancers named in [http] trusted_proxies
+                            proxy_headers=bool(http.trusted_proxies),
+                            forwarded_allow_ips=",".join(http.trusted_proxies) or "",
                             ssl_certfile=http.tls_cert_file, ssl_keyfile=http.tls_key_file,  # None: plain HTTP
                             # handhelds hold TLS keep-alive connections: a stop must not wait on them
                             timeout_graceful_shutdown=2)

@@ -31,11 +31,12 @@ from hub.api import (
     routes_rules,
 )
 from hub.bridge import MqttBridge
+from hub.cluster import Cluster
 from hub.config import Settings
 from hub.db import Database, make_engine, migrate
 from hub.errors import HubError, KioskError
 from hub.provisioning_link import ProvisioningLink
-from hub.services import auth, live, signing_keys
+from hub.services import auth, live, rulebook, signing_keys
 from hub.services.context import HubContext
 from protocol.errors import MalformedError
 from protocol.keys import Signer
@@ -67,6 +68,25 @@ async def _checkpoint_loop(ctx: HubContext, every: float = 1.0) -> None:
             log.exception("WAL checkpoint failed; will retry")
 
 
+def _join_cluster(ctx: HubContext, settings: Settings, bridge: MqttBridge) -> Cluster:
+    """What this hub does on news from the other hubs on its database, and which work only the elected one does."""
+    cluster = Cluster(ctx, settings.mqtt.client_id, settings.cluster)
+    paths = signing_keys.key_paths(settings)
+    cluster.on("rules", lambda _arg: rulebook.forget(ctx, broadcast=False))
+    cluster.on("user", lambda arg: auth.forget_user_sessions(ctx, int(arg)) if arg.isdigit()
+               else auth.forget_session(ctx, ""))
+    cluster.on("session", lambda arg: auth.forget_session(ctx, arg))
+    cluster.on("keys", lambda _arg: asyncio.to_thread(signing_keys.restore, ctx, paths))
+    provisioning = bridge.provisioning
+    if provisioning is not None:
+        cluster.on("registry", provisioning.reload_registry)
+        cluster.on("online", provisioning.resend_pending)
+        provisioning.elected = lambda: cluster.leader
+    bridge.emergency.elected = lambda: cluster.leader
+    cluster.on_leader(lambda leader: bridge.emergency.kick() if leader else None)
+    return cluster
+
+
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
@@ -80,6 +100,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     bridge.on_stored, bridge.on_status = feed.stored, feed.devices_changed
     app.state.ctx, app.state.bridge = ctx, bridge
     ctx.metrics.watch(ctx, bridge.ingest_queue)  # GET /metrics: devices, whitelist seqs, emergency, queue
+    app.state.cluster = cluster = _join_cluster(ctx, settings, bridge)  # several hubs on PostgreSQL
     # a background task that dies (the bridge: any of its loops raised) is logged with its traceback, "failed" in
     # GET /api/v1/health and restarted with backoff, while HTTP keeps serving
     app.state.tasks = tasks = Supervisor("hub")
@@ -88,6 +109,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             tasks.spawn("mqtt-bridge", bridge.run, backoff_max=10.0)
             tasks.spawn("wal-checkpoint", lambda: _checkpoint_loop(ctx))
             tasks.spawn("live-feed", feed.run)
+            tasks.spawn("cluster", cluster.run, backoff_max=5.0)
             yield
     finally:
         feed.close()  # open live streams end

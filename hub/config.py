@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
 from hub.errors import ConfigError
@@ -21,6 +21,11 @@ class HttpSettings(_Section):
     tls_cert_file: Path | None = Field(None, description="server certificate (PEM, e.g. from 'provision ca "
                                                          "server-cert'): when set, the API is served over HTTPS only")
     tls_key_file: Path | None = Field(None, description="private key of tls_cert_file (PEM, 0600)")
+    trusted_proxies: list[Annotated[str, StringConstraints(max_length=64, pattern=r"^[0-9A-Fa-f:./]+$")]] = Field(
+        default_factory=list, max_length=32,
+        description="addresses (or CIDR networks) of the load balancers in front of the hub, e.g. [\"127.0.0.1\"] "
+                    "for a local HAProxy: only from these is X-Forwarded-For believed as the client's address (login "
+                    "throttling, audit). Empty: the TCP peer is the client, the header is ignored")
 
     @model_validator(mode="after")
     def _tls_pair(self) -> HttpSettings:
@@ -164,6 +169,20 @@ class SmsSettings(_Section):
     path: Path = Field(Path("var/hub/sms.txt"), description="file of the development gateway")
 
 
+class ClusterSettings(_Section):
+    """Several hub processes on one PostgreSQL database (docs/scaling.md): the elected hub (a PostgreSQL advisory
+    lock) runs the work that must run once; caches are dropped across processes by LISTEN/NOTIFY. On SQLite the one
+    hub is always the elected one."""
+
+    lease_check: float = Field(1.0, gt=0, le=60, description="seconds between tries for the leader lock (and "
+                                                               "checks that the elected hub still holds it)")
+    db_timeout: float = Field(3.0, gt=0, le=60, description="seconds the elected hub waits on its lock connection "
+                                                              "before it stops acting as leader")
+    election_key: int = Field(0x7665_6E75_6568, ge=1, le=2**62,
+                              description="PostgreSQL advisory lock key of the leader (the same for every hub of one "
+                                          "database)")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="HUB__", env_nested_delimiter="__", extra="forbid")
 
@@ -197,6 +216,8 @@ class Settings(BaseSettings):
     devices: DeviceSettings = Field(default_factory=DeviceSettings,
                                     description="what the hub believes of devices: the registry, security events")
     metrics: MetricsSettings = Field(default_factory=MetricsSettings, description="Prometheus metrics (GET /metrics)")
+    cluster: ClusterSettings = Field(default_factory=ClusterSettings,
+                                     description="several hubs on one PostgreSQL database: elected work, cache news")
 
     @model_validator(mode="after")
     def _distinct_key_ids(self) -> Settings:

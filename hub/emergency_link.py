@@ -6,7 +6,8 @@
 * On every (re)connect the current command is re-published retained, which repairs a broker that lost
   its retained store.
 * While an online gate has not confirmed the current command, it is re-published every
-  ``resend_interval`` seconds (gates ignore a seq they have applied), naming the missing gates.
+  ``resend_interval`` seconds (gates ignore a seq they have applied), naming the missing gates. With several hubs
+  on one database only the elected one does this (:mod:`hub.cluster`), and a newly elected hub checks at once.
 * With ``spread_local_fire``, a device newly reporting its local fire alarm opens every gate, if it is
   registered with a fire input and its report is signed with its key (:mod:`hub.device_trust`).
 """
@@ -14,6 +15,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -56,6 +58,14 @@ class EmergencyLink:
         self._states: asyncio.Queue[EmergencyState] = asyncio.Queue()
         self._fire_inputs: set[str] = set()  # devices whose verified fire reports may open every gate
         self._last_resend = 0.0
+        # several hubs on one database (hub/cluster.py): only the elected one re-publishes; kick() when elected
+        self.elected: Callable[[], bool] = lambda: True
+        self._kick = asyncio.Event()
+
+    def kick(self) -> None:
+        """Check for unconfirmed gates now (this hub was just elected: the one before may have died mid-way)."""
+        self._last_resend = 0.0
+        self._kick.set()
 
     async def on_state(self, device_id: str, data: bytes) -> None:
         if not data:
@@ -103,8 +113,10 @@ class EmergencyLink:
     async def _resend_loop(self, connected: asyncio.Event) -> None:
         interval = self.settings.resend_interval
         while True:
-            await asyncio.sleep(interval)
-            if not connected.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._kick.wait(), interval)
+            self._kick.clear()
+            if not connected.is_set() or not self.elected():
                 continue
             try:
                 await self._resend_once(interval)

@@ -121,6 +121,7 @@ class ProvisioningLink:
         self.topics = device_admin.ptopics(ctx)
         self._revoked = device_admin.revoked_ids(ctx)
         self.on_registry_change: Callable[[], None] = lambda: None  # the bridge re-reads its registry copy
+        self.elected: Callable[[], bool] = lambda: True  # several hubs (hub/cluster.py): only one sweeps
         self._roles_checked = False  # device roles reconciled with the registry once per hub start
         self._rotations: dict[str, _Rotation] = {}  # command id -> pending credential rotation
         self._pending: dict[str, _Pending] = {  # command id -> command not answered yet (re-sent)
@@ -171,15 +172,17 @@ class ProvisioningLink:
         self._send(([(self.topics.hub_keys(), keys)] if keys is not None else []) + out)
 
     async def run(self, connected: asyncio.Event) -> None:
-        """The liveness sweep and the expiry of unconfirmed credential rotations."""
+        """The liveness sweep (on the elected hub only) and the expiry of unconfirmed credential rotations."""
         while True:
             await asyncio.sleep(self.options.liveness_check)
             try:
-                silent = await asyncio.to_thread(device_admin.sweep_offline, self.ctx,
-                                                 self.options.default_interval, self.options.offline_after)
-                for device_id in silent:
-                    log.warning("device %s silent for %.1f heartbeat intervals: marked offline", device_id,
-                                self.options.offline_after)
+                if self.elected():
+                    silent = await asyncio.to_thread(device_admin.sweep_offline, self.ctx,
+                                                     self.options.default_interval, self.options.offline_after)
+                    for device_id in silent:
+                        log.warning("device %s silent for %.1f heartbeat intervals: marked offline", device_id,
+                                    self.options.offline_after)
+                    await asyncio.to_thread(device_admin.prune_rate_limits, self.ctx)
                 self._expire_rotations()
                 self._expire_pending()
             except Exception:
@@ -189,8 +192,25 @@ class ProvisioningLink:
         self.ctx.publish_all(outgoing)
 
     def device_online(self, device_id: str) -> None:
-        """An "online" heartbeat of ``device_id`` was stored (it is subscribed to its command topic): send
-        again each of its commands not answered yet, not expired, last sent ``command_resend`` s ago or more."""
+        """An "online" heartbeat of ``device_id`` was stored (it is subscribed to its command topic): send again
+        its commands not answered yet, here and on every other hub on the database (each holds those it issued)."""
+        self.resend_pending(device_id)
+        self.ctx.broadcast("online", device_id)
+
+    async def reload_registry(self, _device_id: str = "") -> None:
+        """Another hub changed the registry (approved, revoked, registered, moved a device): re-read it."""
+        self._revoked = await asyncio.to_thread(device_admin.revoked_ids, self.ctx)
+        self.on_registry_change()
+
+    def _registry_changed(self, device_id: str) -> None:
+        self.on_registry_change()
+        self.ctx.broadcast("registry", device_id)
+
+    def resend_pending(self, device_id: str) -> None:
+        """Send again each command of ``device_id`` this hub issued, not answered yet, not expired, last sent
+        ``command_resend`` s ago or more."""
+        if not device_id:
+            return
         now = self.ctx.clock()
         again: list[Outgoing] = []
         for command_id, p in list(self._pending.items()):
@@ -240,12 +260,15 @@ class ProvisioningLink:
         res = parse_message(CommandResult, data)
         if res.device_id != device_id:
             raise MalformedError(f"payload device id {res.device_id!r} differs from the topic's {device_id!r}")
-        name = await asyncio.to_thread(device_admin.record_result, self.ctx, res)
-        if name is not None:
-            self._pending.pop(res.command_id, None)
-        rotation = self._rotations.pop(res.command_id, None)
-        if name != "rotate_credentials" or rotation is None:
+        await asyncio.to_thread(device_admin.record_result, self.ctx, res)
+        pending = self._pending.get(res.command_id)
+        if pending is not None and pending.device_id == device_id:
+            del self._pending[res.command_id]  # answered: stored here, or by another hub that heard it too
+        # every hub hears each command result; the one that issued a rotation holds its password and finishes it
+        rotation = self._rotations.get(res.command_id)
+        if rotation is None or rotation.device_id != device_id:
             return
+        del self._rotations[res.command_id]
         if not res.ok or self.ctx.clock() > rotation.expires_at:
             log.warning("device %s did not confirm credential rotation %s in time (%s); its old password stays",
                         device_id, res.command_id, res.error or "late")
@@ -307,7 +330,7 @@ class ProvisioningLink:
                         await admin.remove_device(a.device_id)
             raise
         self._revoked.discard(a.device_id)
-        self.on_registry_change()
+        self._registry_changed(a.device_id)
         self._send(out)
 
     async def reject(self, who: Principal, serial: str, fingerprint: str | None, reason: str) -> None:
@@ -327,21 +350,21 @@ class ProvisioningLink:
         self._revoked.add(device_id)
         for command_id in [c for c, p in self._pending.items() if p.device_id == device_id]:
             del self._pending[command_id]
-        self.on_registry_change()
+        self._registry_changed(device_id)
         self._send([out])
 
     async def register(self, who: Principal, **device: Any) -> None:
         """Register a config-file device by its public key (no broker login is made: it uses its config's)."""
         out = await asyncio.to_thread(lambda: registry.register(self.ctx, who, **device))
         self._revoked.discard(device["device_id"])
-        self.on_registry_change()
+        self._registry_changed(device["device_id"])
         self._send([out])
 
     async def change(self, who: Principal, device_id: str, changes: dict[str, Any]) -> None:
         """Change a device's site, group, channel or fire input; its broker role follows its group, and an
         enrolled device gets its new group and channel in a new config version."""
         before = await asyncio.to_thread(registry.change, self.ctx, who, device_id, changes)
-        self.on_registry_change()
+        self._registry_changed(device_id)
         after = await asyncio.to_thread(device_admin.device, self.ctx, device_id)
         if (before["group_id"], before["channel_id"]) == (after["group_id"], after["channel_id"]):
             return

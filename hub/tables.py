@@ -246,7 +246,7 @@ devices = Table(
 
 emergency_commands = Table(  # every emergency command the hub issued; the newest is the current state
     "emergency_commands", metadata,
-    Column("seq", Integer, primary_key=True, autoincrement=False),  # max + 1 in the issuing transaction
+    Column("seq", Integer, primary_key=True, autoincrement=False),  # hub_sequences "emergency"
     Column("issued_at", Float, nullable=False),
     Column("issued_by", String(128), nullable=False),  # a user name, or "fire-alarm:<device id>"
     Column("reason", String(200), nullable=False),
@@ -372,4 +372,17 @@ kiosk_lookups = Table(  # short-lived lookup tokens (stored as SHA-256): which t
     Column("username", String(64), nullable=False),
     Column("ticket_ids", JSON, nullable=False),
     Column("expires_at", Float, nullable=False),
+)
+
+hub_sequences = Table(  # numbers the hubs hand out (hub/services/sequences.py): one row per name, bumped in place
+    "hub_sequences", metadata,
+    Column("name", String(40), primary_key=True),  # emergency, key_list
+    Column("value", BigInteger, nullable=False),  # the last number handed out
+)
+
+rate_hits = Table(  # shared rate limits (hub/services/otp.py RateLimiter): hits per key per window slot
+    "rate_hits", metadata,
+    Column("key", String(200), primary_key=True),
+    Column("slot", BigInteger, primary_key=True),  # floor(time / window)
+    Column("hits", Integer, nullable=False),
 )

@@ -16,11 +16,16 @@ router = APIRouter()
 
 @router.get("/health", tags=["system"])
 def health(request: Request) -> dict[str, Any]:
-    """``{"status": "ok", "tasks": {"mqtt-bridge": "ok", "wal-checkpoint": "ok"}}``; ``"degraded"`` while a
+    """``{"status": "ok", "tasks": {"mqtt-bridge": "ok", ...}, "cluster": {"hub_id": "hub", "leader": true, ...}}``;
+    ``"degraded"`` while a
     background task has ``"failed"`` (logged with its traceback and restarted with backoff; HTTP keeps serving)."""
     tasks = getattr(request.app.state, "tasks", None)  # confkit.supervise.Supervisor, set by the lifespan
     parts: dict[str, str] = tasks.health() if tasks is not None else {}
-    return {"status": "degraded" if "failed" in parts.values() else "ok", "tasks": parts}
+    cluster = getattr(request.app.state, "cluster", None)  # hub.cluster.Cluster: elected or not, news
+    found: dict[str, Any] = {"status": "degraded" if "failed" in parts.values() else "ok", "tasks": parts}
+    if cluster is not None:
+        found["cluster"] = cluster.status()
+    return found
 
 
 @router.get("/keys", tags=["system"])

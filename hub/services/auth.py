@@ -124,16 +124,31 @@ def _keep_an_admin(conn: Any, row: Any, doing: str) -> None:
 def _forget_sessions(ctx: HubContext, conn: Any, user_id: int) -> int:
     """Delete every session of ``user_id``; returns how many."""
     gone = conn.execute(delete(sessions).where(sessions.c.user_id == user_id)).rowcount
-    _forget_cached(ctx, user_id)
+    _forget_cached(ctx, user_id, broadcast=False)  # the caller forgets again, and tells the others, after commit
     return int(gone or 0)
 
 
-def _forget_cached(ctx: HubContext, user_id: int) -> None:
-    """Drop this process's cached sessions of ``user_id``: the next request reads the database again
-    (other hub processes within SESSION_CACHE_SECONDS, as for a log-out)."""
+def _forget_cached(ctx: HubContext, user_id: int, *, broadcast: bool = True) -> None:
+    """Drop the cached sessions of ``user_id`` in this process and (``broadcast``: call it after the commit) in every
+    other hub process on the database: the next request reads the database again."""
     for key, (who, _until) in list(ctx.session_cache.items()):
         if who.user_id == user_id:
             ctx.session_cache.pop(key, None)
+    if broadcast:
+        ctx.broadcast("user", str(user_id))
+
+
+def forget_user_sessions(ctx: HubContext, user_id: int) -> None:
+    """Another hub changed ``user_id`` (role, password, disabled): drop what this process cached of it."""
+    _forget_cached(ctx, user_id, broadcast=False)
+
+
+def forget_session(ctx: HubContext, token_hash: str) -> None:
+    """Another hub ended the session ``token_hash`` (log-out); "" drops every cached session."""
+    if token_hash:
+        ctx.session_cache.pop(token_hash, None)
+    else:
+        ctx.session_cache.clear()
 
 
 def change_user(ctx: HubContext, who: Principal, user_id: int, role: str | None = None,
@@ -308,13 +323,15 @@ def login(ctx: HubContext, username: str, password: str, address: str | None = N
 
 
 def logout(ctx: HubContext, who: Principal, token: str) -> None:
-    """Revoke ``token``: this hub process refuses it at once, other processes within SESSION_CACHE_SECONDS."""
+    """Revoke ``token``: this hub process refuses it at once, other hub processes on the database as soon as they
+    hear of it (hub/cluster.py), and at the latest after SESSION_CACHE_SECONDS."""
     key = _token_hash(token)
     ctx.session_cache.pop(key, None)
     with ctx.db.write() as conn:
         conn.execute(delete(sessions).where(sessions.c.token_hash == key))
         ctx.audit(conn, who, "auth.logout", f"user:{who.user_id}")
     ctx.session_cache.pop(key, None)
+    ctx.broadcast("session", key)
 
 
 SESSION_CACHE_SECONDS = 30.0  # a looked-up login token is trusted this long without a database read

@@ -36,10 +36,11 @@ class KioskDesk:
     gateway: SmsGateway
     limiter: otp.RateLimiter = field(default_factory=otp.RateLimiter)
 
-    def limit(self, who: Principal, subject: str, now: float) -> KioskError | None:
+    def limit(self, conn: Connection, who: Principal, subject: str, now: float) -> KioskError | None:
+        """Count a lookup by ``who`` of ``subject`` (shared by every hub process: in the database)."""
         for key, limit in ((f"user:{who.username}", self.settings.user_lookups_per_minute),
                            (subject, self.settings.lookups_per_minute)):
-            wait = self.limiter.hit(key, limit, now)
+            wait = self.limiter.hit(conn, key, limit, now)
             if wait is not None:
                 return KioskError(429, "rate_limited", "Too many attempts; please wait a moment and try again",
                                   "操作过于频繁，请稍后再试", retry_after=max(1, round(wait)))
@@ -86,9 +87,9 @@ def _lookup_token(conn: Connection, who: Principal, found: list[dict[str, Any]],
 def _lookup(ctx: HubContext, desk: KioskDesk, who: Principal, kind: str, subject: str, shown: str,
             where: ColumnElement[bool], missing: KioskError, *, limited: bool = True) -> dict[str, Any]:
     now = ctx.clock()
-    error: KioskError | None = desk.limit(who, f"{kind}:{subject}", now) if limited else None
     result: dict[str, Any] = {}
     with ctx.db.write() as conn:
+        error: KioskError | None = desk.limit(conn, who, f"{kind}:{subject}", now) if limited else None
         if error is None:
             found = _find(conn, where, now)
             if found:
@@ -119,9 +120,9 @@ def request_otp(ctx: HubContext, desk: KioskDesk, who: Principal, phone: str) ->
     """Send a one-time code to ``phone`` if it has tickets to collect."""
     now = ctx.clock()
     s = desk.settings
-    error = desk.limit(who, f"phone:{phone}", now)
     code = None
     with ctx.db.write() as conn:
+        error = desk.limit(conn, who, f"phone:{phone}", now)
         locked = otp.locked_for(conn, phone, now)
         if locked is not None:
             error = _locked(locked)
@@ -151,7 +152,7 @@ def lookup_phone(ctx: HubContext, desk: KioskDesk, who: Principal, phone: str, c
     s = desk.settings
     with ctx.db.write() as conn:
         locked = otp.locked_for(conn, phone, now)
-        error = _locked(locked) if locked is not None else desk.limit(who, f"otp:{phone}", now)
+        error = _locked(locked) if locked is not None else desk.limit(conn, who, f"otp:{phone}", now)
         if error is None:
             verdict = otp.verify(conn, phone, code, now, s.otp_max_failures, s.otp_lockout)
             if verdict.outcome == "locked":

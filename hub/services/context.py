@@ -27,6 +27,10 @@ def _drop(topic: str, _payload: bytes) -> None:
     log.debug("no MQTT bridge; not publishing to %s", topic)
 
 
+def _alone(_topic: str, _arg: str) -> None:
+    """One hub process (SQLite, or no cluster link yet): there is no other hub to tell."""
+
+
 @dataclass(frozen=True, slots=True)
 class Principal:
     """The authenticated user behind a request (or a system actor such as the MQTT bridge)."""
@@ -51,6 +55,10 @@ class HubContext:
     publish: Publish = _drop  # thread-safe; called only after the transaction committed
     keyring: Keyring = field(init=False)
     rules_cache: dict[Any, Any] = field(default_factory=dict)  # hub.services.rulebook: rules, scopes
+    rules_generation: int = 0  # bumped by every rulebook.forget: a load that straddles one is not cached
+    # tells every other hub process on the database to drop a cached thing (hub/cluster.py: PostgreSQL NOTIFY);
+    # thread-safe, called after the change committed: ("rules", ""), ("user", "<id>"), ("session", "<hash>"), ...
+    broadcast: Callable[[str, str], None] = _alone
     session_cache: dict[str, tuple[Principal, float]] = field(default_factory=dict)  # token hash -> (who, until)
     ticket_signer: Signer | None = None  # the ticket key (tokens only); None: ``signer`` does both (legacy/tests)
     metrics: HubMetrics = field(default_factory=HubMetrics)  # this hub's own registry (GET /metrics)

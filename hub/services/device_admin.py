@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import Connection, delete, insert, select, update
 
 from hub.errors import Conflict, NotFound
+from hub.services import otp
 from hub.services.context import HubContext, Outgoing, Principal, row_dict
 from hub.tables import checkin_groups, device_commands, devices, provisioned_devices
 from protocol.envelope import reseal, seal
@@ -55,8 +56,10 @@ def create(ctx: HubContext, conn: Connection, row: dict[str, Any], config: dict[
     return ptopics(ctx).config(row["device_id"]), envelope
 
 
-def _device(conn: Connection, device_id: str, *, active: bool = True) -> Any:
-    row = conn.execute(select(provisioned_devices).where(provisioned_devices.c.device_id == device_id)).first()
+def _device(conn: Connection, device_id: str, *, active: bool = True, lock: bool = False) -> Any:
+    """The device's row; ``lock``: held until the transaction ends (a hub changing it on another process waits)."""
+    query = select(provisioned_devices).where(provisioned_devices.c.device_id == device_id)
+    row = conn.execute(query.with_for_update() if lock else query).first()
     if row is None:
         raise NotFound(f"no provisioned device {device_id!r}; see GET /api/v1/provisioning/devices")
     if active and row.status != "active":
@@ -71,7 +74,7 @@ def device(ctx: HubContext, device_id: str) -> dict[str, Any]:
 
 def set_config(ctx: HubContext, who: Principal, device_id: str, config: dict[str, Any]) -> tuple[int, Outgoing]:
     with ctx.db.write() as conn:
-        version = _device(conn, device_id).config_version + 1
+        version = _device(conn, device_id, lock=True).config_version + 1  # two hubs never give out one version
         envelope = _config_envelope(ctx, device_id, version, config)
         conn.execute(update(provisioned_devices).where(provisioned_devices.c.device_id == device_id)
                      .values(config=config, config_version=version, config_envelope=envelope))
@@ -171,10 +174,15 @@ def command_envelope(ctx: HubContext, payload: dict[str, Any]) -> Outgoing:
 def record_result(ctx: HubContext, res: CommandResult) -> str | None:
     """Store a result; return the command's name, or None if unknown, foreign or already done."""
     with ctx.db.write() as conn:
-        row = conn.execute(select(device_commands).where(device_commands.c.command_id == res.command_id)).first()
-        if row is None or row.device_id != res.device_id or row.done_at is not None:
-            log.warning("command result %s from %s ignored: unknown, another device's, or a repeat",
-                        res.command_id, res.device_id)
+        row = conn.execute(select(device_commands).where(device_commands.c.command_id == res.command_id)
+                           .with_for_update()).first()  # every hub hears a result: the first stores it
+        if row is not None and row.device_id == res.device_id and row.done_at is not None:
+            log.debug("command result %s from %s stored already (by another hub, or a repeat)", res.command_id,
+                      res.device_id)
+            return None
+        if row is None or row.device_id != res.device_id:
+            log.warning("command result %s from %s ignored: unknown, or another device's", res.command_id,
+                        res.device_id)
             return None
         if ctx.clock() > row.expires_at:
             log.warning("command result %s from %s came after the command expired; stored anyway",
@@ -254,3 +262,9 @@ def sweep_offline(ctx: HubContext, default_interval: float, factor: float) -> li
             conn.execute(update(devices).where(devices.c.device_id.in_(silent)).values(state="offline",
                                                                                     state_since=now))
     return silent
+
+
+def prune_rate_limits(ctx: HubContext) -> int:
+    """Drop the kiosk rate-limit windows no limit looks at any more (the elected hub, with the offline sweep)."""
+    with ctx.db.write() as conn:
+        return otp.prune_rate_hits(conn, ctx.clock())

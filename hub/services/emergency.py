@@ -19,9 +19,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from sqlalchemy import Connection, Table, delete, func, insert, select
+from sqlalchemy import Connection, Table, delete, insert, select
 
 from hub.errors import Conflict, NotFound
+from hub.services import sequences
 from hub.services.context import HubContext, Principal
 from hub.tables import channels, checkin_groups, device_emergency, devices, emergency_commands
 from protocol.emergency import KIND_EMERGENCY, EmergencyCommand, EmergencyState
@@ -88,10 +89,19 @@ def _combine(old: EmergencyCommand, action: Action, scope: Scope) -> tuple[bool,
     return False, old.open_group_ids - scope.group_ids, old.open_channel_ids - scope.channel_ids
 
 
+def _locked_current(conn: Connection) -> EmergencyCommand:
+    """The newest command, read after taking the emergency sequence's lock: another hub issuing at the same time
+    waits until this transaction ends, and then combines with what this one issued."""
+    sequences.lock(conn, "emergency")
+    row = _newest(conn)
+    return NONE if row is None else _command(row)
+
+
 def _issue_in(ctx: HubContext, conn: Connection, who: Principal, issued_by: str, action: Action, scope: Scope,
               reason: str, old: EmergencyCommand) -> tuple[EmergencyCommand, bytes]:
+    """Issue after :func:`_locked_current` returned ``old`` in this transaction."""
     open_all, group_ids, channel_ids = _combine(old, action, scope)
-    seq = int(conn.execute(select(func.coalesce(func.max(emergency_commands.c.seq), 0))).scalar_one()) + 1
+    seq = sequences.next_value(conn, "emergency")
     cmd = EmergencyCommand(seq, ctx.clock(), issued_by, reason, open_all, group_ids, channel_ids)
     wire = cmd.to_wire()
     envelope = seal(KIND_EMERGENCY, wire, ctx.signer)
@@ -115,9 +125,7 @@ def issue(ctx: HubContext, who: Principal, action: Action, scope: Scope, reason:
     with ctx.db.write() as conn:
         _check_exist(conn, checkin_groups, scope.group_ids, "check-in group", "checkin-groups")
         _check_exist(conn, channels, scope.channel_ids, "check-in channel", "channels")
-        row = _newest(conn)
-        cmd, envelope = _issue_in(ctx, conn, who, who.username, action, scope, reason,
-                                  NONE if row is None else _command(row))
+        cmd, envelope = _issue_in(ctx, conn, who, who.username, action, scope, reason, _locked_current(conn))
     _publish(ctx, cmd, envelope)
     return cmd
 
@@ -126,8 +134,7 @@ def spread_fire(ctx: HubContext, device_id: str) -> EmergencyCommand | None:
     """A device's local fire alarm opens every gate, unless every gate is open already."""
     issued_by = f"fire-alarm:{device_id}"
     with ctx.db.write() as conn:
-        row = _newest(conn)
-        old = NONE if row is None else _command(row)
+        old = _locked_current(conn)
         if old.open_all:
             return None
         cmd, envelope = _issue_in(ctx, conn, Principal(None, issued_by[:64], "system"), issued_by, "open",

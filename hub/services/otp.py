@@ -5,38 +5,52 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-import threading
-from collections import deque
 from dataclasses import dataclass
 from typing import Literal
 
 from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from hub.tables import kiosk_otps
-
-MAX_KEYS = 100_000
+from hub.tables import kiosk_otps, rate_hits
 
 
 class RateLimiter:
-    """Sliding one-minute windows per key, in memory (the hub is one process)."""
+    """Hits per key per minute, counted in the database (table ``rate_hits``), so every hub process behind the load
+    balancer sees the same count. The window slides: the previous fixed window's hits count for the part of it
+    still inside the last minute (their share falls linearly), plus the current window's hits. A hit is counted by
+    one upsert (its row lock orders hubs hitting the same key at once) and given back when it is over the limit."""
 
     def __init__(self, window: float = 60.0) -> None:
         self.window = window
-        self._hits: dict[str, deque[float]] = {}
-        self._lock = threading.Lock()
 
-    def hit(self, key: str, limit: int, now: float) -> float | None:
-        """Count one hit on ``key``; over ``limit`` return the seconds to wait instead (not counted)."""
-        with self._lock:
-            if len(self._hits) > MAX_KEYS:
-                self._hits = {k: q for k, q in self._hits.items() if q and q[-1] > now - self.window}
-            hits = self._hits.setdefault(key, deque())
-            while hits and hits[0] <= now - self.window:
-                hits.popleft()
-            if len(hits) >= limit:
-                return max(hits[0] + self.window - now, 0.0)
-            hits.append(now)
+    def hit(self, conn: Connection, key: str, limit: int, now: float) -> float | None:
+        """Count one hit on ``key`` in ``conn``'s transaction; over ``limit`` return the seconds to wait instead
+        (then it is not counted)."""
+        key = key[:200]
+        slot = int(now // self.window)
+        into = (pg_insert if conn.dialect.name == "postgresql" else sqlite_insert)(rate_hits)
+        t = rate_hits
+        cur = int(conn.execute(into.values(key=key, slot=slot, hits=1)
+                               .on_conflict_do_update(index_elements=[t.c.key, t.c.slot], set_={"hits": t.c.hits + 1})
+                               .returning(t.c.hits)).scalar_one())
+        prev = int(conn.execute(select(t.c.hits).where(t.c.key == key, t.c.slot == slot - 1)).scalar() or 0)
+        elapsed = now - slot * self.window
+        share = 1.0 - elapsed / self.window  # of the previous window, still inside the last minute
+        if prev * share + cur <= limit:
+            if cur == 1:
+                conn.execute(delete(t).where(t.c.key == key, t.c.slot < slot - 1))
             return None
+        conn.execute(update(t).where(t.c.key == key, t.c.slot == slot).values(hits=t.c.hits - 1))
+        if cur > limit or prev == 0:
+            return self.window - elapsed  # this window is full: the next one
+        # the previous window's share must fall to limit - (cur - 1) - 1 hits
+        return max((1.0 - (limit - cur) / prev) * self.window - elapsed, 0.0)
+
+
+def prune_rate_hits(conn: Connection, now: float, window: float = 60.0) -> int:
+    """Drop the windows no limit looks at any more; return how many rows went."""
+    return int(conn.execute(delete(rate_hits).where(rate_hits.c.slot < int(now // window) - 1)).rowcount or 0)
 
 
 def _hash(salt: str, phone: str, code: str) -> str:

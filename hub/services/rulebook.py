@@ -11,7 +11,7 @@ group that others count with counts on its own), so there are no chains and no c
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -110,32 +110,40 @@ def load_topology(conn: Connection) -> Topology:
                     {g: frozenset(p) for g, p in perfs.items()})
 
 
-def topology(ctx: HubContext, conn: Connection) -> Topology:
-    found = ctx.rules_cache.get("topology")
+def _cached(ctx: HubContext, key: Any, load: Callable[[], Any]) -> Any:
+    """``ctx.rules_cache[key]``, else ``load()``, kept only if no :func:`forget` ran meanwhile: what a transaction
+    read before a change committed (here or on another hub) must not outlive that change in the cache."""
+    found = ctx.rules_cache.get(key)
     if found is None:
-        found = ctx.rules_cache["topology"] = load_topology(conn)
+        generation = ctx.rules_generation
+        found = load()
+        if ctx.rules_generation == generation:
+            ctx.rules_cache[key] = found
+    return found
+
+
+def topology(ctx: HubContext, conn: Connection) -> Topology:
+    found = _cached(ctx, "topology", lambda: load_topology(conn))
     assert isinstance(found, Topology)
     return found
 
 
 def cached_rules(ctx: HubContext, conn: Connection, group_id: int) -> GroupRules:
-    key = ("group", group_id)
-    found = ctx.rules_cache.get(key)
-    if found is None:
-        found = ctx.rules_cache[key] = group_rules(conn, group_id)
+    found = _cached(ctx, ("group", group_id), lambda: group_rules(conn, group_id))
     assert isinstance(found, GroupRules)
     return found
 
 
 def group_of_channel(ctx: HubContext, conn: Connection, channel_id: int) -> int:
     key = ("channel", channel_id)
-    found = ctx.rules_cache.get(key)
-    if found is None:
+
+    def load() -> int:
         found = conn.execute(select(channels.c.group_id).where(channels.c.id == channel_id)).scalar()
         if found is None:
             raise NotFound(f"channel {channel_id} does not exist; see GET /api/v1/channels")
-        ctx.rules_cache[key] = found
-    return int(found)
+        return int(found)
+
+    return int(_cached(ctx, key, load))
 
 
 def rules_for_event(ctx: HubContext, conn: Connection, group_id: int, channel_id: int,
@@ -148,6 +156,10 @@ def rules_for_event(ctx: HubContext, conn: Connection, group_id: int, channel_id
     return chan.rules_for(ticket_type_id) if chan is not None else DEFAULT_RULES
 
 
-def forget(ctx: HubContext) -> None:
-    """Drop every cached rule (after any change to the catalogue, rules, links or supervisors)."""
+def forget(ctx: HubContext, *, broadcast: bool = True) -> None:
+    """Drop every cached rule (after any change to the catalogue, rules, links or supervisors), here and (unless
+    ``broadcast`` is off: this is the other hubs' word) in every other hub process on the database."""
+    ctx.rules_generation += 1
     ctx.rules_cache.clear()
+    if broadcast:
+        ctx.broadcast("rules", "")

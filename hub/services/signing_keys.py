@@ -31,6 +31,7 @@ from sqlalchemy import Connection, insert, select
 
 from hub.config import Settings
 from hub.errors import Conflict, Invalid
+from hub.services import sequences
 from hub.services.context import HubContext, Outgoing, Principal
 from hub.services.device_admin import ptopics
 from hub.tables import hub_key_lists
@@ -100,8 +101,7 @@ def restore(ctx: HubContext, paths: KeyPaths) -> None:
 
 
 def _publish(ctx: HubContext, conn: Connection, ring: Keyring, active: int, signer: Signer) -> Outgoing:
-    row = _newest(conn)
-    version = 1 if row is None else row.version + 1
+    version = sequences.next_value(conn, "key_list")  # several hubs: never the same version twice
     now = ctx.clock()
     payload = KeysPayload(version=version, keys=ring.to_entries(), issued_at=now)
     body = payload.model_dump()
@@ -139,6 +139,7 @@ def rotate(ctx: HubContext, who: Principal, purpose: str, paths: KeyPaths) -> tu
         ctx.ticket_signer = new
     log.warning("hub %s key rotated by %s: key %s -> %s (both trusted until %s is retired)",
                 purpose, who.username, old.kid, kid, old.kid)
+    ctx.broadcast("keys", str(kid))  # other hubs on the database load it (its file must be on their disk too)
     return kid, out
 
 
@@ -155,6 +156,7 @@ def retire(ctx: HubContext, who: Principal, kid: int) -> Outgoing:
         ctx.audit(conn, who, "keys.retire", str(kid), f"trusted {ring.to_purposes()}")
     ctx.keyring = ring
     log.warning("hub key %s retired by %s; trusted now %s", kid, who.username, ring.to_purposes())
+    ctx.broadcast("keys", str(kid))
     return out
 
 
