@@ -68,7 +68,7 @@ async def _checkpoint_loop(ctx: HubContext, every: float = 1.0) -> None:
             log.exception("WAL checkpoint failed; will retry")
 
 
-def _join_cluster(ctx: HubContext, settings: Settings, bridge: MqttBridge) -> Cluster:
+def _join_cluster(ctx: HubContext, settings: Settings, bridge: MqttBridge, feed: live.LiveFeed) -> Cluster:
     """What this hub does on news from the other hubs on its database, and which work only the elected one does."""
     cluster = Cluster(ctx, settings.mqtt.client_id, settings.cluster)
     paths = signing_keys.key_paths(settings)
@@ -84,6 +84,8 @@ def _join_cluster(ctx: HubContext, settings: Settings, bridge: MqttBridge) -> Cl
         provisioning.elected = lambda: cluster.leader
     bridge.emergency.elected = lambda: cluster.leader
     cluster.on_leader(lambda leader: bridge.emergency.kick() if leader else None)
+    feed.tell_others = cluster.stored  # scans stored here show on the live pages served by the other hubs
+    cluster.on("stored", lambda arg: feed.stored_elsewhere(arg.split(",")))
     return cluster
 
 
@@ -100,7 +102,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     bridge.on_stored, bridge.on_status = feed.stored, feed.devices_changed
     app.state.ctx, app.state.bridge = ctx, bridge
     ctx.metrics.watch(ctx, bridge.ingest_queue)  # GET /metrics: devices, whitelist seqs, emergency, queue
-    app.state.cluster = cluster = _join_cluster(ctx, settings, bridge)  # several hubs on PostgreSQL
+    app.state.cluster = cluster = _join_cluster(ctx, settings, bridge, feed)  # several hubs on PostgreSQL
     # a background task that dies (the bridge: any of its loops raised) is logged with its traceback, "failed" in
     # GET /api/v1/health and restarted with backoff, while HTTP keeps serving
     app.state.tasks = tasks = Supervisor("hub")

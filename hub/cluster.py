@@ -35,7 +35,8 @@ from hub.services.context import HubContext
 log = logging.getLogger(__name__)
 CHANNEL = "venue_hub"
 MAX_PAYLOAD = 7000  # NOTIFY takes up to 8000 bytes
-TOPICS = frozenset({"rules", "user", "session", "registry", "keys", "online"})
+TOPICS = frozenset({"rules", "user", "session", "registry", "keys", "online", "stored"})
+IDS_PER_NOTE = 180  # event ids (up to 32 characters) per "stored" note
 EVERYTHING = "*"  # handlers get "" as the argument: drop every copy
 # libpq keepalives: a hub notices a dead database connection within seconds, not the kernel's two hours
 KEEPALIVES: dict[str, Any] = {"keepalives": 1, "keepalives_idle": 5, "keepalives_interval": 2, "keepalives_count": 2}
@@ -117,6 +118,13 @@ class Cluster:
             log.exception("could not tell the other hubs about %s %s; they drop their copy when their cache expires",
                           topic, arg[:64])
 
+    def stored(self, event_ids: list[str]) -> None:
+        """Events this hub stored (or an online check it decided): the other hubs' live feeds show them too."""
+        if not self.shared:
+            return
+        for i in range(0, len(event_ids), IDS_PER_NOTE):
+            self.broadcast("stored", ",".join(event_ids[i:i + IDS_PER_NOTE]))
+
     # -- running -----------------------------------------------------------------------------------
     async def run(self) -> None:
         """Listen for news and take part in the election until cancelled (SQLite: only wait)."""
@@ -172,8 +180,8 @@ class Cluster:
             log.warning("news on an unknown topic %r from another hub ignored", topic[:40])
             return
         for name, handler in handlers:
-            if topic == EVERYTHING and name == "online":
-                continue  # nothing to redo for devices heard while away
+            if topic == EVERYTHING and name in ("online", "stored"):
+                continue  # nothing to redo for devices heard, or scans stored, while away
             try:
                 result = handler(arg)
             except Exception:

@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 from sqlalchemy import insert, select, update
+from sqlalchemy.exc import IntegrityError
 
 from hub.services.context import HubContext, row_dict
 from hub.tables import devices, provisioned_devices
@@ -37,8 +38,12 @@ def record_status(ctx: HubContext, status: GateStatus) -> None:
                 log.info("device %s restarted (birth %s -> %s)", status.device_id, old.birth, status.birth)
         if old is not None:
             conn.execute(update(devices).where(devices.c.device_id == status.device_id).values(**values))
-        else:
-            conn.execute(insert(devices).values(device_id=status.device_id, **{"kind": status.kind, **values}))
+            return
+        try:
+            with conn.begin_nested():
+                conn.execute(insert(devices).values(device_id=status.device_id, **{"kind": status.kind, **values}))
+        except IntegrityError:  # another hub stored this device's first heartbeat at the same moment
+            conn.execute(update(devices).where(devices.c.device_id == status.device_id).values(**values))
 
 
 def list_devices(ctx: HubContext) -> list[dict[str, Any]]:

@@ -151,6 +151,7 @@ def store_states(ctx: HubContext, states: Sequence[EmergencyState]) -> list[str]
             newest[s.device_id] = s
     now = ctx.clock()
     with ctx.db.write() as conn:
+        sequences.lock(conn, "emergency_reports")  # another hub storing a re-sent report waits, then sees it
         before = {r.device_id: r for r in conn.execute(
             select(device_emergency.c.device_id, device_emergency.c.state, device_emergency.c.cause,
                    device_emergency.c.at)

@@ -23,7 +23,7 @@ import logging
 import threading
 import time
 from collections import Counter, OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -214,15 +214,24 @@ class LiveFeed:
     _loop: asyncio.AbstractEventLoop | None = None
     _thread: int | None = None
     closed: bool = False
+    # several hubs on one database (hub/cluster.py): the other hubs' feeds are told of what this hub stored
+    tell_others: Callable[[list[str]], None] = lambda _ids: None
 
     # -- from the bridge (any thread) -----------------------------------------------------------------------
     def stored(self, batches: Sequence[EventBatch]) -> None:
         """An ingest transaction holding ``batches`` committed (some events may be duplicates)."""
-        self._soon(self._add_ids, [e.event_id for b in batches for e in b.events])
+        ids = [e.event_id for b in batches for e in b.events]
+        self._soon(self._add_ids, ids)
+        self.tell_others(ids)
+
+    def stored_elsewhere(self, event_ids: list[str]) -> None:
+        """Another hub on the database stored these events (hub/cluster.py news): show them here too."""
+        self._soon(self._add_ids, [i for i in event_ids if i])
 
     def checked_online(self, event_id: str) -> None:
         """A handheld's online check was decided and stored (POST /checkins/online)."""
         self._soon(self._add_ids, [event_id])
+        self.tell_others([event_id])
 
     def devices_changed(self) -> None:
         self._soon(self._nudge_devices)

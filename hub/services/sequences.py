@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 
 from hub.tables import hub_sequences
 
-NAMES = frozenset({"emergency", "key_list"})
+NAMES = frozenset({"emergency", "key_list", "emergency_reports"})  # the last: a lock only, never bumped
 
 
 def _check(name: str) -> None:
