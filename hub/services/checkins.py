@@ -7,6 +7,7 @@ import uuid
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, insert, select
+from sqlalchemy.exc import IntegrityError
 
 from hub.errors import Forbidden
 from hub.services.context import HubContext, Outgoing, Principal, row_dict
@@ -97,6 +98,20 @@ def online_check(ctx: HubContext, token_text: str, channel_id: int, device_id: s
         error = decision_for_error(exc)
     now = ctx.clock()
     event_id = event_id or uuid.uuid4().hex
+    try:
+        return _online_check(ctx, token, error, token_text, channel_id, device_id, event_id, now)
+    except IntegrityError:  # the same check, asked again through another hub while the first was deciding it
+        with ctx.db.read() as conn:
+            earlier = _earlier_answer(conn, event_id)
+        if earlier is None:
+            raise
+        log.info("online check %s of %s was decided by another hub at the same time: its answer stands", event_id,
+                 device_id)
+        return _signed(ctx, device_id, *earlier)
+
+
+def _online_check(ctx: HubContext, token: TicketToken | None, error: Decision | None, token_text: str,
+                  channel_id: int, device_id: str, event_id: str, now: float) -> dict[str, Any]:
     outgoing: list[Outgoing] = []
     with ctx.db.write(urgent=True) as conn:  # a handheld waits: before the ordinary writers waiting
         if (earlier := _earlier_answer(conn, event_id)) is not None:
