@@ -1,7 +1,11 @@
 """Benchmark: online check-ins per second, sequential and 32 concurrent, against a real hub process.
 
     .venv/bin/python bench/online_check.py [--tickets 2000] [--concurrent-checks 4000]
+    .venv/bin/python bench/online_check.py --hubs 1,2     # also N hubs on PostgreSQL behind HAProxy
 
+With ``--hubs``: first one hub on SQLite (as without it), then for each N a cluster of N hub processes on one
+PostgreSQL database the script starts, behind HAProxy (deploy/haproxy/hub.cfg, tests/support/hub_cluster.py), the
+checks sent through HAProxy without cookies (so every request is balanced). Everything runs on this machine.
 Prints one JSON object as its last line.
 """
 
@@ -23,7 +27,35 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _hubproc import BenchHub
-from raw import raw_verify_us
+from raw import raw_mqtt_round_trip_ms, raw_verify_us
+
+from tests.support.hub_cluster import HubCluster, cluster_prerequisites
+from tests.support.postgres import PostgresServer, server_bin
+from tests.support.scenario import seed_show
+
+
+class ClusterTarget:
+    """N hubs on PostgreSQL behind HAProxy, looking like a :class:`BenchHub` to :func:`run`."""
+
+    def __init__(self, workdir: Path, postgres: PostgresServer, hubs: int) -> None:
+        self.workdir = workdir
+        self.cluster = HubCluster(workdir, postgres, size=hubs, log_level="WARNING")
+        self.base = ""
+
+    def start(self) -> None:
+        self.cluster.start()
+        self.base = self.cluster.lb_url + "/api/v1"
+
+    def admin_headers(self) -> dict[str, str]:
+        return {"Authorization": str(self.cluster.lb.headers["Authorization"])}
+
+    def setup_show(self, _headers: dict[str, str] | None = None) -> dict[str, int]:
+        show = seed_show(self.cluster)  # type: ignore[arg-type]  # through HAProxy: .call as a HubProcess has
+        return {"performance": show.performance_id, "adult": show.adult_type, "group": show.group_id,
+                "channel": show.channel_id}
+
+    def stop(self) -> None:
+        self.cluster.stop()
 
 
 def pct(samples: list[float], p: float) -> float:
@@ -123,11 +155,13 @@ async def paced_checks(session: aiohttp.ClientSession, base: str, channel: int, 
             "p50_ms": pct(latencies, 0.5), "p99_ms": pct(latencies, 0.99)}
 
 
-async def run(args: argparse.Namespace, hub: BenchHub) -> dict[str, object]:
+async def run(args: argparse.Namespace, hub: BenchHub | ClusterTarget) -> dict[str, object]:
     headers = hub.admin_headers()
     show = hub.setup_show(headers)
     connector = aiohttp.TCPConnector(limit=64)
-    async with aiohttp.ClientSession(headers=headers, connector=connector) as session:
+    # no cookie jar: through HAProxy each request is balanced on its own (a browser would stick to one hub)
+    async with aiohttp.ClientSession(headers=headers, connector=connector,
+                                     cookie_jar=aiohttp.DummyCookieJar()) as session:
         tokens = await sell_all(session, hub.base, show, args.tickets)
         half = args.tickets // 2
         await checks(session, hub.base, show["channel"], tokens[:50], 1)  # warm-up
@@ -152,15 +186,52 @@ def main() -> None:
     parser.add_argument("--concurrent-checks", type=int, default=4000)
     parser.add_argument("--rate", type=float, default=1000.0, help="checks/s of the paced (open-loop) phase")
     parser.add_argument("--wrk-seconds", type=int, default=8, help="length of the wrk run (if wrk is installed)")
+    parser.add_argument("--hubs", default="", help="e.g. 1,2: also N hub processes on PostgreSQL behind HAProxy")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        hub = BenchHub(Path(tmp))
+        hub = BenchHub(Path(tmp) / "sqlite")
         hub.start()
         try:
             result = asyncio.run(run(args, hub))
         finally:
             hub.stop()
+    if args.hubs:
+        result = {"bench": "online_check", "tickets": args.tickets, "sqlite_1_hub": _short(result),
+                  **_clusters(args, [int(n) for n in args.hubs.split(",")])}
+        result["raw_verify_us"] = round(raw_verify_us(), 1)
+        result["goal"] = {"rps": 1000, "p99_ms": 20}
     print(json.dumps(result))
+
+
+def _short(result: dict[str, object]) -> dict[str, object]:
+    return {k: v for k, v in result.items() if k not in ("bench", "tickets", "raw_verify_us", "goal")}
+
+
+def _clusters(args: argparse.Namespace, sizes: list[int]) -> dict[str, object]:
+    reason = cluster_prerequisites()
+    bindir = server_bin()
+    if reason or bindir is None:
+        raise SystemExit(f"--hubs needs PostgreSQL and HAProxy: {reason}")
+    out: dict[str, object] = {}
+    postgres = PostgresServer(bindir)
+    postgres.start()
+    try:
+        for n in sizes:
+            with tempfile.TemporaryDirectory() as tmp:
+                target = ClusterTarget(Path(tmp), postgres, n)
+                target.start()
+                try:
+                    found = _short(asyncio.run(run(args, target)))
+                    found["raw_mqtt_qos1_round_trip_ms"] = round(
+                        asyncio.run(raw_mqtt_round_trip_ms(target.cluster.broker.port)), 3)
+                    out[f"postgres_{n}_hubs_haproxy"] = found
+                finally:
+                    target.stop()
+            print(f"{n} hub(s) on PostgreSQL behind HAProxy: {json.dumps(out[f'postgres_{n}_hubs_haproxy'])}",
+                  file=sys.stderr)
+    finally:
+        postgres.stop()
+    return out
 
 
 if __name__ == "__main__":

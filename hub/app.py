@@ -71,7 +71,7 @@ async def _checkpoint_loop(ctx: HubContext, every: float = 1.0) -> None:
 def _join_cluster(ctx: HubContext, settings: Settings, bridge: MqttBridge, feed: live.LiveFeed) -> Cluster:
     """What this hub does on news from the other hubs on its database, and which work only the elected one does."""
     cluster = Cluster(ctx, settings.mqtt.client_id, settings.cluster)
-    if cluster.shared and getattr(settings.mqtt, "shared_group", "") and settings.mqtt.session_expiry > 60:
+    if cluster.shared and settings.mqtt.model_dump().get("shared_group") and settings.mqtt.session_expiry > 60:
         # Mosquitto goes on queueing a dead hub's share of a shared subscription until its session expires
         log.warning("[mqtt] session_expiry is %s s on a shared database: if several hubs share the subscriptions, "
                     "set it to a few seconds (docs/scaling.md), or the broker keeps a killed hub's share of every "

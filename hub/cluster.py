@@ -136,7 +136,7 @@ class Cluster:
                 tg.create_task(self._listen_loop())
                 tg.create_task(self._lease_loop())
         finally:
-            self._set_leader(False, "the hub is stopping")
+            self._set_leader(False, "the hub is stopping", stopping=True)
 
     async def _connect(self) -> Any:
         import psycopg  # the PostgreSQL driver; installed with the hub, needed only on PostgreSQL
@@ -227,7 +227,7 @@ class Cluster:
                 raise
             await asyncio.sleep(self.settings.lease_check)
 
-    def _set_leader(self, leader: bool, why: str) -> None:
+    def _set_leader(self, leader: bool, why: str, stopping: bool = False) -> None:
         if leader == self._leader:
             return
         self._leader = leader
@@ -236,7 +236,8 @@ class Cluster:
             log.info("hub %s elected leader (%s): it runs the emergency re-publish and the offline sweep",
                      self.hub_id, why)
         else:
-            log.warning("hub %s is no longer the elected leader: %s", self.hub_id, why)
+            log.log(logging.INFO if stopping else logging.WARNING, "hub %s is no longer the elected leader: %s",
+                    self.hub_id, why)
         for callback in self._on_leader:
             try:
                 callback(leader)
