@@ -35,8 +35,11 @@ from provisioning.broker_acl import (
     device_acls,
     device_role,
     shared_roles,
+    venue_bridge_acls,
+    venue_bridge_role,
 )
 from provisioning.tls import TlsClient
+from provisioning.venue_bridge import VENUE_NAME
 
 log = logging.getLogger(__name__)
 
@@ -219,6 +222,20 @@ class BrokerAdmin:
         await self._run({"command": "createClient", "username": username, "password": password,
                          "textname": role, "roles": [{"rolename": role}]})
         log.info("broker: added %s login %s", role, username)
+
+    async def add_venue_bridge(self, venue: str, username: str, password: str, notification_topic: str) -> None:
+        """The login a venue broker's bridge uses here (:mod:`provisioning.venue_bridge`), with its own role
+        ``bridge-<venue>`` (:func:`provisioning.broker_acl.venue_bridge_acls`): it may publish only the
+        device uplinks of this prefix (and ``notification_topic``, its connection state) and subscribe only
+        the downlink filters. The role is created or brought to shape; raises AlreadyExistsError if the
+        login exists (its password is then left alone: :meth:`set_password`)."""
+        if not VENUE_NAME.match(venue):
+            raise ValueError(f"venue name {venue[:80]!r} must be 1-32 of a-z 0-9 and '-'")
+        role = venue_bridge_role(venue)
+        await self._ensure_role(role, venue_bridge_acls(self.prefix, notification_topic))
+        await self._run({"command": "createClient", "username": username, "password": password,
+                         "textname": f"venue bridge {venue}", "roles": [{"rolename": role}]})
+        log.info("broker: added the bridge login %s of venue %s", username, venue)
 
     # -- plumbing ----------------------------------------------------------------------------------
 

@@ -7,7 +7,7 @@ device's check-in group is part of its own role too: a device reads only its own
 whitelist deltas, never another group's (``BrokerAdmin.set_group`` moves it).
 
     role      publish (client -> broker)                  subscribe and receive
-    hub       {p}/#                                       {p}/#
+    hub       {p}/#                                       {p}/# and $share/+/{p}/# (shared subscriptions)
     claim     {p}/provision/request/+                     exactly {p}/provision/reply/<reply_to>
                                                           (no wildcard there, nothing else)
     devices   -                                           {p}/emergency/command, {p}/hub/keys
@@ -63,7 +63,10 @@ def _read(topic: str, *, pattern: bool = False) -> list[Acl]:
 
 
 def hub_acls(prefix: str) -> list[Acl]:
-    return [Acl("publishClientSend", f"{prefix}/#"), *_read(f"{prefix}/#", pattern=True)]
+    """Everything under the prefix, and the same as MQTT v5 shared subscriptions (``$share/<group>/{p}/...``:
+    several hubs each get one share of the device uplinks; 2.0.11 checks the filter with its ``$share`` part)."""
+    return [Acl("publishClientSend", f"{prefix}/#"), *_read(f"{prefix}/#", pattern=True),
+            Acl("subscribePattern", f"$share/+/{prefix}/#")]
 
 
 def claim_acls(prefix: str) -> list[Acl]:
@@ -113,3 +116,37 @@ def device_acls(prefix: str, device_id: str, group_id: int | None = None) -> lis
 def shared_roles(prefix: str) -> dict[str, list[Acl]]:
     """The roles :meth:`BrokerAdmin.ensure_roles` keeps in shape."""
     return {ROLE_HUB: hub_acls(prefix), ROLE_CLAIM: claim_acls(prefix), ROLE_DEVICES: devices_acls(prefix)}
+
+
+# -- a venue broker's bridge login on the central broker (provisioning.venue_bridge) ---------------------
+
+VENUE_BRIDGE_ROLE_PREFIX = "bridge-"
+
+
+def bridge_uplink_topics(prefix: str) -> list[str]:
+    """Filters of what devices publish and hubs read, every device: a venue bridge sends them out."""
+    return [*(f"{prefix}/device/+/{leaf}" for leaf in DEVICE_PUBLISHES), f"{prefix}/provision/request/+"]
+
+
+def bridge_downlink_topics(prefix: str) -> list[str]:
+    """Filters of what hubs publish and devices read (the device downlinks, group whitelists, emergency
+    command, hub presence and keys, enrolment replies): a venue bridge subscribes to them centrally."""
+    return [*(f"{prefix}/device/+/{leaf}" for leaf in DEVICE_RECEIVES), f"{prefix}/group/+/whitelist",
+            f"{prefix}/emergency/command", f"{prefix}/hub/presence/+", f"{prefix}/hub/keys",
+            f"{prefix}/provision/reply/+"]
+
+
+def venue_bridge_role(venue: str) -> str:
+    return f"{VENUE_BRIDGE_ROLE_PREFIX}{venue}"
+
+
+def venue_bridge_acls(prefix: str, notification_topic: str) -> list[Acl]:
+    """A venue broker's login on the central broker: publish the uplinks (and its own connection state,
+    ``notification_topic``, which is also its Last Will), subscribe exactly the downlink filters (literal:
+    no other filter, not ``{p}/#``) and receive what is published on them. Nothing else: no downlink
+    publish, no other prefix, no ``$CONTROL``."""
+    acls = [Acl("publishClientSend", topic) for topic in bridge_uplink_topics(prefix)]
+    acls.append(Acl("publishClientSend", notification_topic))
+    for topic in bridge_downlink_topics(prefix):
+        acls += [Acl("subscribeLiteral", topic), Acl("publishClientReceive", topic)]
+    return acls

@@ -239,6 +239,81 @@ def run_ca(args: argparse.Namespace, out: Callable[[str], None]) -> int:
     return 0
 
 
+def _secret_file(path: Path, what: str) -> str:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise CliError(f"cannot read the {what} file {path}: {exc.strerror or exc}", 2) from exc
+    secret = text.rstrip("\r\n")
+    if not secret:
+        raise CliError(f"the {what} file {path} is empty", 2)
+    return secret
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` with mode 0600 from the start (a temporary file renamed over it)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def run_venue_bridge(args: argparse.Namespace, out: Callable[[str], None]) -> int:
+    import asyncio
+
+    from provisioning.broker import BrokerAdmin, BrokerAdminError
+    from provisioning.tls import TlsClient
+    from provisioning.venue_bridge import (
+        BridgeConfigError,
+        VenueBridge,
+        bridge_conf_text,
+        check_files,
+        notification_topic,
+    )
+
+    try:
+        bridge = VenueBridge(args.venue, args.central_host, args.central_port, args.username,
+                             _secret_file(args.password_file, "password"), ca_file=args.ca, cert_file=args.cert,
+                             key_file=args.key, prefix=args.prefix, restart_base=args.restart_timeout[0],
+                             restart_cap=args.restart_timeout[1])
+        check_files(bridge)
+    except BridgeConfigError as exc:
+        raise CliError(str(exc), 2) from exc
+    if not args.out.parent.is_dir():
+        raise CliError(f"--out {args.out}: directory {args.out.parent} does not exist", 2)
+    if args.create_login:
+        if not args.admin_user or args.admin_password_file is None:
+            raise CliError("--create-login needs --admin-user and --admin-password-file (the central broker's "
+                           "dynsec admin)", 2)
+        admin_password = _secret_file(args.admin_password_file, "admin password")
+        tls = None if args.admin_plain else TlsClient(ca_file=args.ca)
+        host, port = args.admin_host or args.central_host, args.admin_port or args.central_port
+
+        async def create() -> None:
+            async with BrokerAdmin(host, port, args.admin_user, admin_password, prefix=args.prefix,
+                                   tls=tls) as admin:
+                await admin.add_venue_bridge(bridge.venue, bridge.username, bridge.password,
+                                             notification_topic(bridge.prefix, bridge.venue))
+
+        try:
+            asyncio.run(create())
+        except BrokerAdminError as exc:
+            raise CliError(f"central broker {host}:{port}: {exc}") from exc
+        out(f"central broker {host}:{port}: login {bridge.username} with role bridge-{bridge.venue} (publishes "
+            f"device uplinks of {bridge.prefix!r}, subscribes their downlinks)")
+    _write_private(args.out, bridge_conf_text(bridge))
+    out(f"bridge of venue {bridge.venue} to {bridge.central_host}:{bridge.central_port} written to {args.out} "
+        "(0600; it holds the password): include it in the venue broker's config after its listeners and "
+        "restart the broker")
+    return 0
+
+
 FINGERPRINT_HELP = ("the key fingerprint the device prints when it enrols (its label or screen), "
                     "as in `provision list`, e.g. AB12-CD34-EF56-7890")
 
@@ -313,6 +388,43 @@ def parser() -> argparse.ArgumentParser:
     ca.add_argument("dir", type=Path)
     ca.add_argument("--host", action="append", default=[], help="server-cert: DNS name or IP (repeat)")
     ca.add_argument("--name", default=None, help="CA common name / server file name")
+    vb = sub.add_parser(
+        "venue-bridge", formatter_class=argparse.RawDescriptionHelpFormatter,
+        help="write a venue Mosquitto's bridge to the central broker (local files; no hub)",
+        description="Write the venue broker's Mosquitto bridge configuration (mode 0600: it holds the venue's "
+                    "central password). The venue broker keeps serving its devices while the link is down; the "
+                    "bridge carries exactly the device topics of --prefix: device uplinks out, hub downlinks "
+                    "in, QoS 1, persistent sessions, over TLS as the venue's own login. See "
+                    "docs/venue-brokers.md.",
+        epilog="example:\n  provision venue-bridge --venue east --central-host mqtt.centre --central-port 8883 \\\n"
+               "      --ca central-ca.crt --username venue-east --password-file east.pw \\\n"
+               "      --out /etc/mosquitto/conf.d/bridge-east.conf\n"
+               "  add --create-login --admin-user admin --admin-password-file admin.pw to create that login on\n"
+               "  a dynamic-security central broker first, with role bridge-<venue>: it may publish only the\n"
+               "  device uplinks and subscribe only the downlinks of the prefix (nothing else, no $CONTROL).")
+    vb.add_argument("--venue", required=True, help="venue name: a-z 0-9 -, up to 32 (bridge and role name)")
+    vb.add_argument("--central-host", required=True, help="the central broker's DNS name or IPv4 address, "
+                                                          "as its TLS certificate names it")
+    vb.add_argument("--central-port", type=int, default=8883, help="its TLS listener (default 8883)")
+    vb.add_argument("--ca", type=Path, required=True, help="CA (PEM) the central broker's certificate chains to")
+    vb.add_argument("--cert", type=Path, help="client certificate (PEM), if the central broker asks for one")
+    vb.add_argument("--key", type=Path, help="its private key (PEM)")
+    vb.add_argument("--username", required=True, help="the venue's own login on the central broker")
+    vb.add_argument("--password-file", type=Path, required=True, help="file holding that login's password")
+    vb.add_argument("--prefix", default="venue", help="the hub's and devices' topic prefix (default venue)")
+    vb.add_argument("--restart-timeout", type=int, nargs=2, default=[2, 30], metavar=("BASE", "CAP"),
+                    help="seconds between reconnect attempts while the link is down: jittered backoff from BASE "
+                         "up to CAP (default 2 30)")
+    vb.add_argument("--out", type=Path, required=True, help="where to write, e.g. "
+                                                            "/etc/mosquitto/conf.d/bridge-<venue>.conf")
+    vb.add_argument("--create-login", action="store_true",
+                    help="also create --username on the central broker (dynamic security) with role bridge-<venue>")
+    vb.add_argument("--admin-user", default="", help="--create-login: the central broker's dynsec admin")
+    vb.add_argument("--admin-password-file", type=Path, help="--create-login: file holding its password")
+    vb.add_argument("--admin-host", default="", help="--create-login: default --central-host")
+    vb.add_argument("--admin-port", type=int, default=0, help="--create-login: default --central-port")
+    vb.add_argument("--admin-plain", action="store_true",
+                    help="--create-login: the admin port is a plain (loopback) listener, not TLS with --ca")
     return p
 
 
@@ -324,6 +436,8 @@ def main(argv: list[str] | None = None, *, out: Callable[[str], None] = print) -
                 raise CliError("server-cert needs at least one --host", 2)
             args.name = args.name or ("venue CA" if args.action == "init" else "server")
             return run_ca(args, out)
+        if args.cmd == "venue-bridge":
+            return run_venue_bridge(args, out)
         if args.cmd == "keys" and args.action == "retire" and args.kid is None:
             raise CliError("keys retire needs the key id to retire", 2)
         if args.cmd == "config" and not args.settings and args.file is None:

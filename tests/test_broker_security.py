@@ -18,7 +18,7 @@ import aiomqtt
 import pytest
 
 from provisioning.broker import AlreadyExistsError, BrokerAdmin, BrokerAdminError, NotFoundError
-from provisioning.broker_acl import ROLE_CLAIM, ROLE_DEVICES, Acl, claim_acls, device_acls, devices_acls
+from provisioning.broker_acl import ROLE_CLAIM, ROLE_DEVICES, ROLE_HUB, Acl, claim_acls, device_acls, devices_acls
 from provisioning.broker_config import BrokerConfig, broker_conf_text
 from provisioning.tls import TlsClient, make_ca, make_server_cert
 from tests.support.secure_broker import SecureMosquitto
@@ -334,3 +334,21 @@ def test_initial_dynsec_file_holds_no_clear_password(secure_broker: SecureMosqui
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert secure_broker.admin_password not in path.read_text()
     assert json.loads(path.read_text())["defaultACLAccess"]["subscribe"] is False
+
+
+async def test_hubs_share_the_uplinks_and_a_device_cannot_join_the_share(secure_broker: SecureMosquitto,
+                                                                        admin: BrokerAdmin) -> None:
+    """Several hubs consume device uplinks through ``$share/hub/...`` (each message to one of them); a gate's
+    login may not subscribe to that share, or it would take other devices' events away from the hubs."""
+    await admin.add_service_client("hub-2", "hub-2-password", ROLE_HUB)
+    shared = f"$share/hub/{P}/device/+/events"
+    async with (secure_broker.client("hub-2", "hub-2-password") as h,
+                secure_broker.client("gate-a", PW["gate-a"]) as gate,
+                secure_broker.client("gate-b", PW["gate-b"]) as other):
+        assert not granted(await other.subscribe(shared, qos=1))
+        assert not granted(await other.subscribe(f"$share/x/{P}/#", qos=1))
+        assert granted(await h.subscribe(shared, qos=1))
+        await gate.publish(f"{P}/device/gate-a/events", b"batch", qos=1)
+        message = await next_message(h)
+        assert (str(message.topic), message.payload) == (f"{P}/device/gate-a/events", b"batch")  # the real topic
+        await expect_nothing(other, 0.3)
