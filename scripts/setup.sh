@@ -15,6 +15,7 @@ command -v chromium >/dev/null 2>&1 || need+=(chromium)   # the console's browse
 fc-list :lang=zh 2>/dev/null | grep -q . || need+=(fonts-noto-cjk)   # Chinese text in ticket previews
 command -v pdftotext >/dev/null 2>&1 || need+=(poppler-utils)   # the export tests read the PDF back
 ls /usr/lib/*/faketime/libfaketime.so.1 >/dev/null 2>&1 || need+=(faketime)   # gate tests cross the venue's midnight
+command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || need+=(haproxy)   # the load balancer before several hubs (deploy/haproxy)
 if [ ${#need[@]} -gt 0 ]; then
     echo "setup: installing system packages: ${need[*]}"
     SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
