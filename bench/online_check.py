@@ -76,23 +76,41 @@ async def sell_all(session: aiohttp.ClientSession, base: str, show: dict[str, in
     return list(await asyncio.gather(*(one(i) for i in range(n))))
 
 
+async def handheld_logins(session: aiohttp.ClientSession, base: str, n: int) -> list[str]:
+    """``n`` handheld logins (role security, as the ushers' handhelds log in); their bearer headers."""
+    out = []
+    for k in range(n):
+        name, password = f"handheld-{k}", f"handheld-password-{k}"
+        async with session.post(base + "/users", json={"username": name, "password": password,
+                                                        "role": "security"}) as r:
+            r.raise_for_status()
+        async with session.post(base + "/auth/login", json={"username": name, "password": password}) as r:
+            r.raise_for_status()
+            out.append(f"Bearer {(await r.json())['token']}")
+    return out
+
+
 async def checks(session: aiohttp.ClientSession, base: str, channel: int, tokens: list[str],
-                 concurrency: int) -> dict[str, float]:
+                 concurrency: int, logins: list[str] | None = None) -> dict[str, float]:
+    """``concurrency`` handhelds check ``tokens``; ``logins``: each handheld's own bearer (a load balancer keeps
+    a login on one hub), else the session's."""
     latencies: list[float] = []
     reasons: dict[str, int] = {}
     queue = list(reversed(tokens))
 
-    async def worker() -> None:
+    async def worker(k: int) -> None:
+        headers = {"Authorization": logins[k % len(logins)]} if logins else None
         while queue:
             token = queue.pop()
             t0 = time.perf_counter()
-            async with session.post(base + "/checkins/online", json={"token": token, "channel_id": channel}) as r:
+            async with session.post(base + "/checkins/online", json={"token": token, "channel_id": channel},
+                                    headers=headers) as r:
                 body = await r.json()
             latencies.append(time.perf_counter() - t0)
             reasons[body["reason"]] = reasons.get(body["reason"], 0) + 1
 
     started = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    await asyncio.gather(*(worker(k) for k in range(concurrency)))
     elapsed = time.perf_counter() - started
     return {"checks": len(latencies), "rps": round(len(latencies) / elapsed, 1), "p50_ms": pct(latencies, 0.5),
             "p99_ms": pct(latencies, 0.99), "mean_ms": round(statistics.fmean(latencies) * 1000, 2),
@@ -132,7 +150,7 @@ def wrk_checks(base: str, channel: int, tokens: list[str], auth: str, workdir: P
 
 
 async def paced_checks(session: aiohttp.ClientSession, base: str, channel: int, tokens: list[str],
-                       clients: int, rate: float, seconds: float) -> dict[str, float]:
+                       clients: int, rate: float, seconds: float, logins: list[str] | None = None) -> dict[str, float]:
     """Open loop: ``clients`` handhelds together send ``rate`` checks/s; latency counts from the
     scheduled send time, so time spent waiting behind a slow answer is not hidden."""
     latencies: list[float] = []
@@ -141,11 +159,13 @@ async def paced_checks(session: aiohttp.ClientSession, base: str, channel: int, 
     per_client = int(seconds * rate / clients)
 
     async def handheld(k: int) -> None:
+        headers = {"Authorization": logins[k % len(logins)]} if logins else None
         for n in range(per_client):
             due = start + (n + k / clients) * interval
             await asyncio.sleep(max(0.0, due - time.perf_counter()))
             token = tokens[(n * clients + k) % len(tokens)]
-            async with session.post(base + "/checkins/online", json={"token": token, "channel_id": channel}) as r:
+            async with session.post(base + "/checkins/online", json={"token": token, "channel_id": channel},
+                                    headers=headers) as r:
                 await r.read()
             latencies.append(time.perf_counter() - due)
 
@@ -163,13 +183,14 @@ async def run(args: argparse.Namespace, hub: BenchHub | ClusterTarget) -> dict[s
     async with aiohttp.ClientSession(headers=headers, connector=connector,
                                      cookie_jar=aiohttp.DummyCookieJar()) as session:
         tokens = await sell_all(session, hub.base, show, args.tickets)
+        logins = await handheld_logins(session, hub.base, 32)  # each handheld its own login, as in the field
         half = args.tickets // 2
         await checks(session, hub.base, show["channel"], tokens[:50], 1)  # warm-up
-        sequential = await checks(session, hub.base, show["channel"], tokens[50:half], 1)
+        sequential = await checks(session, hub.base, show["channel"], tokens[50:half], 1, logins)
         pool = tokens[half:]
         concurrent_tokens = [pool[i % len(pool)] for i in range(args.concurrent_checks)]
-        concurrent = await checks(session, hub.base, show["channel"], concurrent_tokens, 32)
-        paced = await paced_checks(session, hub.base, show["channel"], tokens, 32, args.rate, 5.0)
+        concurrent = await checks(session, hub.base, show["channel"], concurrent_tokens, 32, logins)
+        paced = await paced_checks(session, hub.base, show["channel"], tokens, 32, args.rate, 5.0, logins)
     result: dict[str, object] = {"bench": "online_check", "tickets": args.tickets, "sequential": sequential,
                                  "concurrent_32": concurrent, "paced_32_clients": paced}
     if shutil.which("wrk"):

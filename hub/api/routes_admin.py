@@ -39,7 +39,7 @@ def keys(ctx: Ctx) -> dict[str, dict[str, dict[str, Any]]]:
                         429: {"description": "too many wrong passwords for this user or from this address: "
                                              "wait Retry-After seconds (also retry_after in the body)"}})
 def login(body: LoginIn, request: Request, ctx: Ctx) -> LoginOut:
-    # The TCP peer, never a header the caller writes (X-Forwarded-For is not trusted).
+    # The TCP peer, or (uvicorn's proxy headers) X-Forwarded-For when the peer is in [http] trusted_proxies.
     address = request.client.host if request.client is not None else None
     return LoginOut(**auth.login(ctx, body.username, body.password, address))
 
