@@ -96,11 +96,13 @@ class HubCluster:
     e.g. ``HUB__MQTT__SESSION_EXPIRY``)."""
 
     def __init__(self, workdir: Path, postgres: PostgresServer, size: int = 2, hub_config: str = "",
-                 env: dict[str, str] | None = None, log_level: str = "INFO") -> None:
+                 env: dict[str, str] | None = None, log_level: str = "INFO", broker: Any = None) -> None:
         self.workdir = workdir
         self.postgres = postgres
         self.database_url = postgres.create_database(f"cluster{next(_databases)}_{os.getpid()}")
-        self.broker = Mosquitto(workdir / "mosquitto")
+        # a broker the caller runs (a central broker venues are bridged to), or one of its own
+        self._own_broker = broker is None
+        self.broker: Any = Mosquitto(workdir / "mosquitto") if broker is None else broker
         self.lb_port, self.stats_port, *http_ports = free_ports(2 + size)
         self.hubs: list[HubProcess] = []
         for i, port in enumerate(http_ports, start=1):
@@ -123,7 +125,8 @@ class HubCluster:
     # -- life cycle ------------------------------------------------------------------------------------------
 
     def start(self) -> None:
-        self.broker.start()
+        if self._own_broker:
+            self.broker.start()
         first = self.hubs[0]
         first.start()  # creates the schema, the bootstrap admin and the ticket and control keys
         for hub in self.hubs[1:]:
@@ -144,7 +147,8 @@ class HubCluster:
 
     def stop(self) -> None:
         errors: list[BaseException] = []
-        for stop in [self.haproxy.stop, *(h.stop for h in self.hubs), self.broker.stop]:
+        own = [self.broker.stop] if self._own_broker else []
+        for stop in [self.haproxy.stop, *(h.stop for h in self.hubs), *own]:
             try:
                 stop()
             except Exception as exc:  # stop everything, then report the first failure
