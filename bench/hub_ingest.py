@@ -1,6 +1,7 @@
 """Benchmark: event batches from many simulated gates, counted only when the signed ack arrives.
 
     .venv/bin/python bench/hub_ingest.py [--gates 20] [--batches 15] [--admitted 3000] [--raw 20000]
+    .venv/bin/python bench/hub_ingest.py --hubs 1,2 [--gates 20] [--batches 15] [--admitted 3000]
 
 Two hub processes, one after the other, each with its own Mosquitto and the same load:
 
@@ -17,6 +18,12 @@ hub measured directly (``open_device`` on one of the bench's batches, the Ed2551
 alone, and the parse that follows), PyNaCl's raw Ed25519 verify of a token-sized message, and raw
 paho-mqtt QoS 1 loopback throughput (one publisher, one subscriber) on the signed run's broker.
 Prints one JSON object as its last line.
+
+``--hubs 1,2`` (issue 13 item 2) runs the signed load instead against N hub processes on one PostgreSQL database
+(a throwaway server the script starts) and one Mosquitto, for each N given: the hubs consume the gates' batches
+through MQTT v5 shared subscriptions (``$share/hub/...``), each batch handled (stored, acked) by one of them;
+events/s per configuration, with each hub's share (its own ``venue_hub_scans_total``); and, in the same run,
+one hub on SQLite for comparison.
 """
 
 from __future__ import annotations
@@ -41,7 +48,7 @@ import nacl.signing
 import paho.mqtt.client as paho
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _hubproc import ACCEPT_UNREGISTERED, BenchHub
+from _hubproc import ACCEPT_UNREGISTERED, BenchHub, postgres_server
 from raw import raw_verify_us
 
 from protocol.device_signed import KIND_EVENTS, _signed_bytes, open_device, seal_device
@@ -154,9 +161,16 @@ async def ingest(port: int, plans: dict[str, Plan]) -> dict[str, float]:
             "messages_per_s": round(sum(len(p) for p in plans.values()) / elapsed, 1)}
 
 
-def run_hub(workdir: Path, signed: bool, args: argparse.Namespace) -> dict[str, Any]:
-    """One hub process with its own broker, the whole load, and (signed run) the raw broker figure."""
-    hub = BenchHub(workdir, hub_config="" if signed else ACCEPT_UNREGISTERED)
+def scans_stored(base_url: str) -> float:
+    """venue_hub_scans_total summed over its labels: the events this hub process itself stored."""
+    text = httpx.get(base_url + "/metrics", timeout=10).text
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith("venue_hub_scans_total{"))
+
+
+def run_hub(workdir: Path, signed: bool, args: argparse.Namespace, database_url: str | None = None,
+            hubs: int = 1) -> dict[str, Any]:
+    """Hub process(es) with their own broker, the whole load, and (signed run) the raw broker figure."""
+    hub = BenchHub(workdir, hub_config="" if signed else ACCEPT_UNREGISTERED, database_url=database_url, hubs=hubs)
     hub.start()
     try:
         headers = hub.admin_headers()
@@ -173,7 +187,11 @@ def run_hub(workdir: Path, signed: bool, args: argparse.Namespace) -> dict[str, 
                 plans[device] = [([e.event_id for e in b.events], signed_wire(b, key)) for b in batches]
             else:
                 plans[device] = [([e.event_id for e in b.events], dump_message(b)) for b in batches]
+        if hubs > 1:
+            time.sleep(2.5)  # the other hubs read the registry again ([devices] registry_refresh = 2 s)
         result: dict[str, Any] = asyncio.run(ingest(hub.broker.port, plans))
+        if hubs > 1:
+            result["stored_per_hub"] = [scans_stored(h.base_url) for h in hub.hubs]
         result["security_events"] = hub.security_events()  # refused or quarantined batches: should be 0
         result["batch_bytes"] = len(next(iter(plans.values()))[0][1])
         if signed:
@@ -227,7 +245,12 @@ def main() -> None:
                         help="events admitting a real ticket (each costs a signed delta); the rest are denials")
     parser.add_argument("--unsigned-first", action="store_true",
                         help="run the unsigned hub before the signed one (to see whether the order matters)")
+    parser.add_argument("--hubs", default="", help="comma-separated hub counts on PostgreSQL, e.g. 1,2 (plus one "
+                                                   "hub on SQLite): events/s per configuration")
     args = parser.parse_args()
+    if args.hubs:
+        hub_counts(args)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         if args.unsigned_first:
             unsigned = run_hub(Path(tmp) / "unsigned", False, args)
@@ -250,6 +273,25 @@ def main() -> None:
           f"({unsigned['lost']} lost); open_device {costs['open_device_batch_us']} us per {BATCH}-event batch",
           file=sys.stderr)
     print(json.dumps(result))
+
+
+def hub_counts(args: argparse.Namespace) -> None:
+    """``--hubs``: the signed load on SQLite (one hub), then on PostgreSQL with each number of hubs."""
+    counts = [int(n) for n in args.hubs.split(",") if n.strip()]
+    runs: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory() as tmp, postgres_server() as pg:
+        sqlite = run_hub(Path(tmp) / "sqlite", True, args)
+        runs.append({"db": "sqlite", "hubs": 1, **sqlite})
+        for n in counts:
+            url = pg.create_database(f"bench_{n}_hubs")
+            result = run_hub(Path(tmp) / f"pg-{n}", True, args, database_url=url, hubs=n)
+            runs.append({"db": "postgres", "hubs": n, **result})
+    for r in runs:
+        print(f"{r['db']}, {r['hubs']} hub(s): {r['events_per_s']} ev/s ({r['lost']} lost)"
+              f"{', per hub ' + str(r['stored_per_hub']) if 'stored_per_hub' in r else ''}", file=sys.stderr)
+    print(json.dumps({"bench": "hub_ingest --hubs", "batches": "device-signed, gates registered",
+                      "gates": args.gates, "batches_per_gate": args.batches, "events_per_batch": BATCH,
+                      "admitted_events": args.admitted, "runs": runs}))
 
 
 if __name__ == "__main__":

@@ -1,9 +1,12 @@
 """Benchmark: handheld online checks and /health while a burst of gate events is ingested (issue 13 item 0).
 
     .venv/bin/python bench/online_during_ingest.py [--events 50000] [--gates 20] [--rate 200] [--tickets 3000]
+        [--db sqlite|postgres] [--max-events N] [--thread]
 
-One hub process with its own Mosquitto (``[devices] accept_unregistered = true``; unregistered simulated
-gates send the plain JSON batches of ``bench/hub_ingest.py``'s "unsigned" run):
+One hub process (storing event batches in its ingest child process, ``[ingest] process = true``; ``--thread``: in
+a worker thread, as before issue 13) on SQLite or, ``--db postgres``, on a throwaway PostgreSQL server the
+script starts (as tests/support/postgres.py does), with its own Mosquitto (``[devices] accept_unregistered =
+true``; unregistered simulated gates send the plain JSON batches of ``bench/hub_ingest.py``'s "unsigned" run):
 
 1. sells ``--tickets`` tickets for the handhelds (and ``--admitted`` more, admitted by the gates' events);
 2. baseline, no ingest: paced online checks (``POST /api/v1/checkins/online``, ``--rate`` checks/s from
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import math
 import multiprocessing as mp
@@ -36,7 +40,7 @@ import aiohttp
 import aiomqtt
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _hubproc import ACCEPT_UNREGISTERED, BenchHub
+from _hubproc import ACCEPT_UNREGISTERED, BenchHub, postgres_server
 from hub_ingest import BATCH, TOPICS, Plan, make_batches, raw_paho
 from raw import raw_mqtt_round_trip_ms, raw_verify_us
 
@@ -267,6 +271,16 @@ def process_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def children_cpu_s(pids: list[int]) -> float:
+    total = 0.0
+    for pid in pids:
+        try:
+            total += process_cpu_s(pid)
+        except OSError:
+            pass  # ended (or a restarted worker): not counted
+    return total
+
+
 def machine_busy_s() -> float:
     """CPU seconds all cores together have spent not idle since boot (Linux /proc/stat)."""
     ticks = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
@@ -294,6 +308,7 @@ async def run(args: argparse.Namespace, hub: BenchHub) -> dict[str, Any]:
     if args.pin_hub is not None:  # every thread of the hub on one core (threads started later inherit it)
         for tid in os.listdir(f"/proc/{hub_pid}/task"):
             os.sched_setaffinity(int(tid), {args.pin_hub})
+    children = hub.children()  # the ingest worker (and multiprocessing's resource tracker)
     cpu_base = process_cpu_s(hub_pid)
     baseline = await probe(hub.base, headers, channel, tokens, args, asyncio.Event(), args.baseline_seconds)
     baseline["hub_cpu_s"] = round(process_cpu_s(hub_pid) - cpu_base, 2)  # the checks' and polls' CPU at the hub
@@ -309,14 +324,14 @@ async def run(args: argparse.Namespace, hub: BenchHub) -> dict[str, Any]:
         ready = await loop.run_in_executor(None, parent_conn.recv)
         assert ready == "ready", ready
         load_before = loadavg()
-        cpu_before = process_cpu_s(hub_pid), machine_busy_s()
+        cpu_before = process_cpu_s(hub_pid), machine_busy_s(), children_cpu_s(children)
         stop = asyncio.Event()
         fresh_before = tokens.next
         parent_conn.send("go")
         go_at = time.perf_counter()
         probing = asyncio.create_task(probe(hub.base, headers, channel, tokens, args, stop))
         gates_result: dict[str, Any] = await loop.run_in_executor(None, parent_conn.recv)
-        cpu_after = process_cpu_s(hub_pid), machine_busy_s()
+        cpu_after = process_cpu_s(hub_pid), machine_busy_s(), children_cpu_s(children)
         wall = time.perf_counter() - go_at
         stop.set()
         during = await probing
@@ -333,6 +348,7 @@ async def run(args: argparse.Namespace, hub: BenchHub) -> dict[str, Any]:
               "publish_seconds": round(last_publish - first, 2),
               "events_per_s": round(gates_result["acked"] / seconds, 1) if seconds > 0 else None}
     cpu = {"wall_s": round(wall, 2), "hub_cpu_s": round(cpu_after[0] - cpu_before[0], 2),
+           "hub_children_cpu_s": round(cpu_after[2] - cpu_before[2], 2),
            "machine_busy_cores": round((cpu_after[1] - cpu_before[1]) / wall, 2)}
     during["online"]["fresh_tokens_used"] = min(tokens.next, args.tickets) - fresh_before
 
@@ -345,6 +361,8 @@ async def run(args: argparse.Namespace, hub: BenchHub) -> dict[str, Any]:
     return {
         "bench": "online_during_ingest",
         "hub": "one process, [devices] accept_unregistered = true, gates unregistered (plain JSON batches)",
+        "db": args.db, "ingest_in": "worker thread" if args.thread else "child process",
+        "max_events_per_transaction": args.max_events,
         "hub_pinned_to_cpu": args.pin_hub, "tickets": args.tickets, "sell_s": round(sell_s, 2),
         "clients": args.clients, "target_rps": args.rate,
         "health_every_ms": HEALTH_EVERY * 1000,
@@ -376,9 +394,20 @@ def main() -> None:
     parser.add_argument("--raw", type=int, default=20000, help="messages of the raw paho-mqtt throughput")
     parser.add_argument("--pin-hub", type=int, default=None, metavar="CPU",
                         help="run every hub thread on this one core (from the baseline on): a GIL experiment")
+    parser.add_argument("--db", choices=("sqlite", "postgres"), default="sqlite",
+                        help="postgres: a throwaway PostgreSQL server started here")
+    parser.add_argument("--max-events", type=int, default=5000,
+                        help="[ingest] max_events_per_transaction")
+    parser.add_argument("--thread", action="store_true",
+                        help="[ingest] process = false: event batches stored in a thread of the hub's process")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        hub = BenchHub(Path(tmp), hub_config=ACCEPT_UNREGISTERED)
+    env = {"HUB__INGEST__MAX_EVENTS_PER_TRANSACTION": str(args.max_events),
+           "HUB__INGEST__PROCESS": "false" if args.thread else "true"}
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
+        url = None
+        if args.db == "postgres":
+            url = stack.enter_context(postgres_server()).create_database("bench")
+        hub = BenchHub(Path(tmp), hub_config=ACCEPT_UNREGISTERED, database_url=url, env=env)
         hub.start()
         try:
             result = asyncio.run(run(args, hub))

@@ -35,6 +35,7 @@ from hub.cluster import Cluster
 from hub.config import Settings
 from hub.db import Database, make_engine, migrate
 from hub.errors import HubError, KioskError
+from hub.ingest_worker import IngestWorker, shares_database
 from hub.provisioning_link import ProvisioningLink
 from hub.services import auth, live, rulebook, signing_keys
 from hub.services.context import HubContext
@@ -106,6 +107,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.live = feed = live.LiveFeed(ctx)  # GET /api/v1/live/stream: scans and devices as they arrive
     bridge.on_stored, bridge.on_status = feed.stored, feed.devices_changed
     app.state.ctx, app.state.bridge = ctx, bridge
+    bridge.max_events_per_transaction = settings.ingest.max_events_per_transaction
+    worker = None
+    if settings.ingest.process and shares_database(settings.database_url):  # event batches stored in a child
+        app.state.ingest_worker = worker = IngestWorker(ctx, settings.database_url)
+        bridge.store = worker.store
     ctx.metrics.watch(ctx, bridge.ingest_queue)  # GET /metrics: devices, whitelist seqs, emergency, queue
     app.state.cluster = cluster = _join_cluster(ctx, settings, bridge, feed)  # several hubs on PostgreSQL
     # a background task that dies (the bridge: any of its loops raised) is logged with its traceback, "failed" in
@@ -117,6 +123,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             tasks.spawn("wal-checkpoint", lambda: _checkpoint_loop(ctx))
             tasks.spawn("live-feed", feed.run)
             tasks.spawn("cluster", cluster.run, backoff_max=5.0)
+            if worker is not None:  # a child that dies is logged, "failed" in the health, started again
+                tasks.spawn("ingest-worker", worker.run, backoff_max=5.0)
             yield
     finally:
         feed.close()  # open live streams end

@@ -1,8 +1,10 @@
 """The hub side of MQTT: one reconnect loop, a dispatch table of wrapped handlers, a batching writer.
 
 Incoming event batches are queued and drained by one writer task that stores several messages in one
-database transaction (in a worker thread, so HTTP stays responsive) and publishes the signed acks only
-after the commit. Everything the hub publishes goes through one outbox; while the broker is down the
+database transaction (in the ingest child process, hub/ingest_worker.py, or with ``[ingest] process = false`` a
+worker thread, so HTTP stays responsive) and publishes the signed acks only after the commit. The device uplinks
+are MQTT v5 shared subscriptions (``$share/<[mqtt] shared_group>/...``): of several hubs on one database, one
+handles each message. Everything the hub publishes goes through one outbox; while the broker is down the
 outbox drops messages: whitelist deltas are in the database (gates catch up via sync) and lost acks
 are re-sent when the gate re-sends its batch.
 """
@@ -21,6 +23,7 @@ from confkit import mqtt
 from hub.config import DeviceSettings, EmergencySettings, MqttSettings, SyncSettings
 from hub.device_trust import DeviceTrust, Refused
 from hub.emergency_link import EmergencyLink
+from hub.ingest_worker import WorkerLost
 from hub.provisioning_link import ProvisioningLink
 from hub.provisioning_link import parse_message as parse_model
 from hub.services import devices, ingest, printing, signing_keys, whitelist
@@ -32,7 +35,7 @@ from protocol.printing import PrintResult
 
 log = logging.getLogger(__name__)
 HUB_VERSION = "0.1.0"  # the hub's release, on its presence topic (as the app's OpenAPI version)
-MAX_EVENTS_PER_TRANSACTION = 5000
+MAX_EVENTS_PER_TRANSACTION = 5000  # default of [ingest] max_events_per_transaction
 BACKOFF_MIN, BACKOFF_MAX = 0.25, 10.0
 
 
@@ -57,6 +60,10 @@ class MqttBridge:
         # the live check-in feed (hub/services/live.py): told after events commit and after a status is recorded
         self.on_stored: Callable[[list[EventBatch]], None] = lambda _batches: None
         self.on_status: Callable[[], None] = lambda: None
+        # stores event batches in one transaction, returns the acks and deltas to publish: a worker thread here,
+        # or the ingest child process (hub/ingest_worker.py IngestWorker.store, set by the app)
+        self.store: Callable[[list[EventBatch]], Awaitable[list[Outgoing]]] = self._store_in_thread
+        self.max_events_per_transaction = MAX_EVENTS_PER_TRANSACTION
         self.emergency = EmergencyLink(ctx, emergency or EmergencySettings(), self._outbox.put_nowait, self.trust)
         self.provisioning = provisioning  # enrollment, device config/commands, key lists; None: not run
         if provisioning is not None:
@@ -132,10 +139,7 @@ class MqttBridge:
 
     async def _serve(self, client: aiomqtt.Client) -> None:
         """Subscribe, announce and dispatch until the connection ends (raises MqttError)."""
-        topics = self.ctx.topics
-        for leaf in self._handlers:
-            await client.subscribe(topics.all_devices(leaf), qos=1)
-        for topic in self.provisioning.subscriptions() if self.provisioning is not None else ():
+        for topic in self.subscriptions():
             await client.subscribe(topic, qos=1)
         self._client = client
         self.connected.set()
@@ -148,10 +152,26 @@ class MqttBridge:
         try:
             async for message in client.messages:
                 await self._dispatch(message.topic.value, message.payload)
+                # a backlog (a burst of batches) is drained without ever waiting on the queue: let the HTTP
+                # requests and the other tasks in between, each message (a 200-event batch: ~1-3 ms of parsing)
+                await asyncio.sleep(0)
         except asyncio.CancelledError:  # the hub stops: a clean disconnect discards the Will, so say it
             with contextlib.suppress(aiomqtt.MqttError, asyncio.TimeoutError):
                 await client.publish(presence, self._presence("offline"), qos=1, retain=True, timeout=1)
             raise
+
+    def subscriptions(self) -> list[str]:
+        """The hub's subscriptions: the device uplinks (and enrolment requests) shared with the other hubs of the
+        group, ``$share/<group>/<filter>`` (the broker delivers each message to one of them, with its real topic);
+        config confirmations and command results plain, on every hub (a rotated password lives only in the memory
+        of the hub that issued it)."""
+        group = self.settings.shared_group
+        share = (lambda f: f"$share/{group}/{f}") if group else (lambda f: f)
+        found = [share(self.ctx.topics.all_devices(leaf)) for leaf in self._handlers]
+        if self.provisioning is not None:
+            requests = self.provisioning.topics.all_requests()
+            found += [share(f) if f == requests else f for f in self.provisioning.subscriptions()]
+        return found
 
     def _lost(self, exc: aiomqtt.MqttError, delay: float) -> None:
         log.warning("MQTT connection to %s:%s lost or refused (%s); retrying in %.1f s",
@@ -242,11 +262,14 @@ class MqttBridge:
         while True:
             batches = [await self._batches.get()]
             events = len(batches[0].events)
-            while events < MAX_EVENTS_PER_TRANSACTION and not self._batches.empty():
+            while events < self.max_events_per_transaction and not self._batches.empty():
                 batches.append(self._batches.get_nowait())
                 events += len(batches[-1].events)
             try:
-                outgoing = await asyncio.to_thread(ingest.store_batches, self.ctx, batches)
+                outgoing = await self.store(batches)
+            except WorkerLost as exc:
+                log.warning("%s; %s event batch(es) not acked, the devices will re-send them", exc, len(batches))
+                continue
             except Exception:
                 if len(batches) == 1:
                     log.exception("storing the event batch of %s failed; not acked, the device will re-send it",
@@ -264,8 +287,13 @@ class MqttBridge:
         outgoing: list[Outgoing] = []
         for batch in batches:
             try:
-                outgoing += await asyncio.to_thread(ingest.store_batches, self.ctx, [batch])
+                outgoing += await self.store([batch])
+            except WorkerLost as exc:
+                log.warning("%s; an event batch of %s not acked, the device will re-send it", exc, batch.device_id)
             except Exception:
                 log.exception("storing an event batch of %s (%s event(s), first %s) failed; not acked, the "
                               "device will re-send it", batch.device_id, len(batch.events), batch.events[0].event_id)
         return outgoing
+
+    async def _store_in_thread(self, batches: list[EventBatch]) -> list[Outgoing]:
+        return await asyncio.to_thread(ingest.store_batches, self.ctx, batches)

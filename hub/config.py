@@ -54,6 +54,23 @@ class MqttSettings(_Section):
     tls: bool = Field(False, description="connect to the broker's TLS listener (e.g. port 8883)")
     ca_file: Path | None = Field(None, description="venue CA (PEM) the broker's certificate must chain to; "
                                                    "unset with tls = true: the system's CAs")
+    shared_group: str = Field("hub", pattern=r"^[A-Za-z0-9_-]{0,32}$",
+                              description="MQTT v5 shared subscription group of the device uplinks (events, "
+                                          "heartbeats, emergency reports, sync requests, print results, enrolment "
+                                          "requests: $share/<group>/...): the hubs of one database with the same "
+                                          "group each get a share, so one hub handles each message. Empty: plain "
+                                          "subscriptions (every hub gets every message)")
+
+
+class IngestSettings(_Section):
+    """Where event batches from the gates are stored (hub/ingest_worker.py)."""
+
+    process: bool = Field(True, description="store event batches in a child process of the hub (its own "
+                                            "interpreter, so a burst of events never slows the HTTP API); false: in "
+                                            "a worker thread of the hub's process")
+    max_events_per_transaction: int = Field(5000, ge=1, le=100_000,
+                                            description="event batches waiting are stored together in one "
+                                                        "transaction up to this many events")
 
 
 class SyncSettings(_Section):
@@ -218,6 +235,7 @@ class Settings(BaseSettings):
     metrics: MetricsSettings = Field(default_factory=MetricsSettings, description="Prometheus metrics (GET /metrics)")
     cluster: ClusterSettings = Field(default_factory=ClusterSettings,
                                      description="several hubs on one PostgreSQL database: elected work, cache news")
+    ingest: IngestSettings = Field(default_factory=IngestSettings, description="storing the gates' event batches")
 
     @model_validator(mode="after")
     def _distinct_key_ids(self) -> Settings:

@@ -1,8 +1,10 @@
 """Engine, SQLite pragmas, programmatic ``alembic upgrade head`` and the write-transaction helper.
 
 Services own transactions through :class:`Database`: ``read()`` for consistent reads and ``write()``
-for changes. Writes are serialised in-process (one hub process); on PostgreSQL the services also lock
-the rows they change with ``SELECT ... FOR UPDATE``, so a second hub process would stay correct.
+for changes. On SQLite (one writer at a time anyway) writes are serialised in-process, an online check first;
+on PostgreSQL they are not: each write transaction has its own pooled connection and the services lock the rows
+they change with ``SELECT ... FOR UPDATE``, as they must against the writes of other hub processes (the ingest
+child process, hub/ingest_worker.py, and other hubs on the database).
 """
 
 from __future__ import annotations
@@ -47,7 +49,8 @@ def make_engine(url: str) -> Engine:
             path = Path(parsed.database)
             event.listen(engine, "connect", lambda _c, _r: private_sqlite(path))  # its -wal/-shm, once made
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    # PostgreSQL: no writer lock (Database.write), so as many connections as threads may write at once
+    return create_engine(url, pool_pre_ping=True, pool_size=8, max_overflow=24)
 
 
 def migrate(engine: Engine) -> None:
@@ -91,21 +94,37 @@ class WriterLock:
 
 
 class Database:
-    """The engine plus a process-wide writer lock (SQLite allows one writer at a time anyway)."""
+    """The engine plus, on SQLite, a process-wide writer lock (SQLite allows one writer at a time anyway)."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._write_lock = WriterLock()
         self._writer: Connection | None = None  # one long-lived connection for writes: no pool checkout
+        self.serialised = engine.dialect.name == "sqlite"  # PostgreSQL: row locks, concurrent writers
 
     @contextmanager
     def write(self, urgent: bool = False) -> Iterator[Connection]:
-        """A write transaction; ``urgent``: go before the ordinary writers waiting (online checks only)."""
+        """A write transaction; ``urgent``: go before the ordinary writers waiting (online checks only; SQLite)."""
+        if not self.serialised:
+            with self.engine.connect() as conn, conn.begin():
+                yield conn
+            return
         with self._write_lock.hold(urgent):
             if self._writer is None or self._writer.invalidated or self._writer.closed:
                 self._writer = self.engine.connect()
             with self._writer.begin():
                 yield self._writer
+
+    @contextmanager
+    def turn(self, urgent: bool = False) -> Iterator[None]:
+        """The writer's turn without a connection, for a write transaction another process runs on this one's
+        behalf (the ingest child, hub/ingest_worker.py): on SQLite it waits in the writer lock's order (an
+        online check goes first) instead of polling SQLite's file lock. Nothing on PostgreSQL."""
+        if not self.serialised:
+            yield
+            return
+        with self._write_lock.hold(urgent):
+            yield
 
     @contextmanager
     def read(self) -> Iterator[Connection]:

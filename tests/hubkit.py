@@ -67,7 +67,10 @@ def login(client: TestClient, username: str, password: str) -> dict[str, str]:
 def make_settings(tmp_path: Path, mqtt_port: int) -> Settings:
     return load_settings(None, database_url=f"sqlite:///{tmp_path}/hub.db", key_file=tmp_path / "signing.key",
                          mqtt={"port": mqtt_port, "prefix": "venue"},
-                         admin={"username": "admin", "password": ADMIN_PASSWORD})
+                         admin={"username": "admin", "password": ADMIN_PASSWORD},
+                         # in-process hubs store event batches in a thread (tests patch ingest, read its logs); the
+                         # ingest child process (the default): tests/test_hub_ingest_worker.py, every HubProcess
+                         ingest={"process": False})
 
 
 def run_hub(settings: Settings, wait_mqtt: bool) -> Iterator[Hub]:

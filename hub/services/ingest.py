@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, insert, select
@@ -71,8 +72,20 @@ def _echo_seqs(conn: Connection, batches: Sequence[EventBatch]) -> dict[int, int
     return {r.id: r.seq for r in rows}
 
 
-def store_batches(ctx: HubContext, batches: Sequence[EventBatch]) -> list[Outgoing]:
-    """Store every new event of ``batches`` in one transaction; return acks and deltas to publish."""
+@dataclass
+class Stored:
+    """What one ingest transaction did: the acks and deltas to publish (after its commit), the event ids that
+    were stored already, its ``received_at`` and how long it took."""
+
+    outgoing: list[Outgoing]
+    known: set[str]
+    now: float
+    seconds: float
+
+
+def store(ctx: HubContext, batches: Sequence[EventBatch]) -> Stored:
+    """Store every new event of ``batches`` in one transaction; metrics are the caller's (:func:`record`):
+    the ingest child process (hub/ingest_worker.py) runs this, the hub's process counts."""
     started = time.perf_counter()
     now = ctx.clock()
     unique: dict[str, CheckinEvent] = {}
@@ -92,11 +105,30 @@ def store_batches(ctx: HubContext, batches: Sequence[EventBatch]) -> list[Outgoi
             outgoing += recount(ctx, conn, pairs)
             outgoing += count_card_admissions(ctx, conn, new)
         echo = _echo_seqs(conn, batches)
-    ctx.metrics.stored(new, batches, known, now, time.perf_counter() - started)  # committed: count once
+    seconds = time.perf_counter() - started
     if new:
         log.debug("stored %s new event(s), %s duplicate(s)", len(new), len(unique) - len(new))
     acks = [(ctx.topics.ack(b.device_id),
              seal(KIND_ACK, AckPayload(device_id=b.device_id, event_ids=[e.event_id for e in b.events], at=now,
                                        echo_seq=echo.get(b.events[-1].group_id)).model_dump(), ctx.signer))
             for b in batches]
-    return acks + outgoing
+    return Stored(acks + outgoing, known, now, seconds)
+
+
+def record(ctx: HubContext, batches: Sequence[EventBatch], stored: Stored) -> None:
+    """Count a committed ingest transaction in the hub's metrics (once)."""
+    seen: set[str] = set()
+    new: list[CheckinEvent] = []
+    for batch in batches:
+        for e in batch.events:
+            if e.event_id not in seen and e.event_id not in stored.known:
+                seen.add(e.event_id)
+                new.append(e)
+    ctx.metrics.stored(new, batches, stored.known, stored.now, stored.seconds)
+
+
+def store_batches(ctx: HubContext, batches: Sequence[EventBatch]) -> list[Outgoing]:
+    """Store every new event of ``batches`` in one transaction; return acks and deltas to publish."""
+    stored = store(ctx, batches)
+    record(ctx, batches, stored)  # committed: count once
+    return stored.outgoing
