@@ -5,5 +5,5 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 echo "== ruff"; .venv/bin/ruff check protocol confkit hub gate_agent provisioning kiosk_agent printer_agent tests bench scripts
 echo "== mypy"; .venv/bin/mypy
-# two workers: the suite mostly waits on real processes (hub, gates, Mosquitto), so it halves the time
-echo "== pytest"; .venv/bin/pytest -q -p no:cacheprovider -n 2 --dist loadfile "$@"
+# three workers: the suite mostly waits on real processes (hub, gates, Mosquitto, PostgreSQL, HAProxy)
+echo "== pytest"; .venv/bin/pytest -q -p no:cacheprovider -n 3 --dist loadfile "$@"

@@ -253,6 +253,7 @@ def test_an_export_runs_in_its_own_process_and_a_killed_one_fails_with_what_to_d
         hub_process: HubProcess, show: Show) -> None:
     fill(hub_process, show, 100_000, [show.channel_id])
     finance = client_as(hub_process, "finance")
+    asked = time.time()
     big = start(finance, "checkin_detail", "xlsx")
     assert hub_process.proc is not None
     hub = psutil.Process(hub_process.proc.pid)
@@ -262,7 +263,9 @@ def test_an_export_runs_in_its_own_process_and_a_killed_one_fails_with_what_to_d
         assert job["state"] in ("queued", "running"), job
         if job["rows_done"] == 0:
             return None
-        return next((c for c in hub.children() if "spawn_main" in " ".join(c.cmdline())), None)
+        # the export's child, not the hub's ingest child (hub/ingest_worker.py, running since the hub started)
+        return next((c for c in hub.children() if "spawn_main" in " ".join(c.cmdline())
+                     and c.create_time() >= asked - 1.0), None)
 
     child = wait_for(worker, timeout=60, interval=0.1, what="the export's worker process writing rows")
     child.kill()  # out of memory, or an operator's kill -9
