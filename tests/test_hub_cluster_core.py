@@ -145,7 +145,8 @@ def test_one_hub_is_elected_and_the_other_takes_over_within_seconds_when_it_goes
     finally:
         for task in tasks.values():
             task.cancel()
-        loop.run_until_complete(asyncio.gather(*tasks.values(), return_exceptions=True))
+        ended = loop.run_until_complete(asyncio.gather(*tasks.values(), return_exceptions=True))
+        assert all(isinstance(e, asyncio.CancelledError) for e in ended), ended  # none died of its own error
         loop.close()
 
 
@@ -168,5 +169,6 @@ def test_news_from_one_hub_drops_the_other_hubs_copies(two_hubs: tuple[HubContex
     finally:
         for task in tasks:
             task.cancel()
-        loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+        ended = loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+        assert all(isinstance(e, asyncio.CancelledError) for e in ended), ended  # none died of its own error
         loop.close()
