@@ -213,7 +213,10 @@ class IngestWorker:
     @staticmethod
     def _stop(process: BaseProcess, conn: Connection) -> None:
         conn.close()  # the child reads EOF and ends
-        process.join(5)
+        process.join(0.3)
+        if process.is_alive():  # still tearing down: what it had in hand is not acked anyway, a rollback loses nothing
+            process.terminate()
+            process.join(5)
         if process.is_alive():
             log.warning("ingest worker (pid %s) did not stop; killing it", process.pid)
             process.kill()
